@@ -1,0 +1,17 @@
+//! Core data types of lara: the [`Series`] (a T×m `f32` matrix with names, timestamps, labels
+//! and a training prefix), CSV readers, scalers fitted on the training prefix, sliding windows
+//! and the TSB-AD period estimate.
+
+pub mod error;
+pub mod period;
+pub mod reader;
+pub mod scale;
+pub mod series;
+pub mod window;
+
+pub use error::CoreError;
+pub use period::find_length_rank;
+pub use reader::{read_csv, read_scores, train_end_from_file_name, CsvOptions, MissingPolicy};
+pub use scale::{Scaler, ScalerKind};
+pub use series::Series;
+pub use window::Windows;

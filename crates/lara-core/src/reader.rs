@@ -1,0 +1,1 @@
+//! CSV readers (TSB-AD convention and generic), gzip-transparent, and score files.

@@ -1,0 +1,1 @@
+//! Scalers fitted on the training prefix.

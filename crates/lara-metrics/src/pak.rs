@@ -1,0 +1,1 @@
+//! PA%K (Kim et al., AAAI 2022).
