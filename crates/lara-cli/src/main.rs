@@ -1,1 +1,74 @@
-fn main() {}
+//! `lara`: unsupervised anomaly detection on multivariate time series.
+
+mod bench;
+mod data_args;
+mod demo;
+mod eval;
+mod inspect;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+/// lara — anomaly detection on multivariate time series (service metrics: CPU, latency,
+/// request counts, …), with honest evaluation.
+///
+/// Typical session:
+///   lara inspect data.csv                      # what is in the file
+///   lara eval --data data.csv --scores s.txt   # TSB-AD metrics of a score series
+///   lara bench metrics                         # our metrics vs TSB-AD's Python, same inputs
+///
+/// Data files are CSV (optionally .csv.gz) in the TSB-AD convention (feature columns,
+/// optional `timestamp`, `Label`; training prefix from `..._tr_<N>_1st_<M>.csv`) or any CSV
+/// with --label-column / --timestamp-column / --columns. Logs: set RUST_LOG=debug or -v.
+#[derive(Parser, Debug)]
+#[command(name = "lara", version, about, long_about, propagate_version = true, verbatim_doc_comment)]
+struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compute the TSB-AD metric suite (VUS-PR, AUC-PR, F1 family, affiliation) of a score
+    /// series against the labels of a data file.
+    Eval(eval::EvalArgs),
+    /// Describe a data file: rows, columns, training prefix, anomaly ratio, period, NaNs.
+    Inspect(inspect::InspectArgs),
+    /// Benchmarks that print a table of ours vs. the reference on the same inputs.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Run the main job end to end on bundled data and print what it found.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match &cli.command {
+        Command::Eval(a) => eval::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Bench(b) => bench::run(b),
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

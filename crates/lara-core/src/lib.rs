@@ -9,9 +9,11 @@ pub mod scale;
 pub mod series;
 pub mod window;
 
-pub use error::CoreError;
-pub use period::find_length_rank;
-pub use reader::{read_csv, read_scores, train_end_from_file_name, CsvOptions, MissingPolicy};
+pub use error::{CoreError, Location};
+pub use period::{acf, find_length_rank, DEFAULT_PERIOD};
+pub use reader::{
+    read_csv, read_csv_bytes, read_scores, read_scores_bytes, train_end_from_file_name, CsvOptions, MissingPolicy,
+};
 pub use scale::{Scaler, ScalerKind};
 pub use series::Series;
-pub use window::Windows;
+pub use window::{WindowIter, Windows};

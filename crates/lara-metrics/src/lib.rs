@@ -69,9 +69,7 @@ pub fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
 /// The 100 oracle thresholds TSB-AD sweeps for PA-F1, Event-F1, R-F1 and Affiliation-F:
 /// `np.linspace(min(score), max(score), 100)`.
 pub fn linspace_thresholds(scores: &[f64]) -> Vec<f64> {
-    let (mn, mx) = scores
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
+    let (mn, mx) = scores.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
     linspace(mn, mx, 100)
 }
 

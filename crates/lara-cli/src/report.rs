@@ -1,0 +1,49 @@
+//! Plain-text tables and number formatting for command output.
+
+/// Formats an optional metric value: 6 decimals, or `n/a` where undefined.
+pub fn fmt_opt(v: Option<f64>) -> String {
+    match v {
+        Some(x) => format!("{x:.6}"),
+        None => "n/a".to_string(),
+    }
+}
+
+/// Renders rows as a left-aligned text table with a header rule.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let parts: Vec<String> = cells.zip(&widths).map(|(c, w)| format!("{c:<w$}", w = *w)).collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut out = line(&mut header.iter().copied());
+    out.push('\n');
+    out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(&mut r.iter().map(|s| s.as_str())));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&["a", "bb"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "a    bb\n---  --\nxxx  y\n");
+    }
+
+    #[test]
+    fn undefined_metric_prints_na() {
+        assert_eq!(fmt_opt(None), "n/a");
+        assert_eq!(fmt_opt(Some(0.5)), "0.500000");
+    }
+}

@@ -1,0 +1,316 @@
+//! `lara train` and `lara detect`: the window-level VAE detector (crate `lara-vae`).
+//!
+//! Wiring (done by the lead in main.rs): `mod vae_cmds;`, two `Command` variants
+//! `Train(vae_cmds::TrainArgs)` / `Detect(vae_cmds::DetectArgs)` calling
+//! [`train`] / [`detect`]; lara-cli depends on `lara-vae`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use lara_core::{read_csv, ScalerKind, Series};
+use lara_vae::{Activation, Detector, FitOptions, Progress, ScoreKind, TrainConfig};
+
+use crate::data_args::DataArgs;
+
+/// Train a VAE detector on the training prefix of a data file and save it as one `.lara` file.
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Data CSV (TSB-AD convention or any CSV; see the reader flags).
+    #[arg(long, value_name = "FILE.csv")]
+    pub data: PathBuf,
+    /// Where to write the model (single file; written atomically).
+    #[arg(long, value_name = "M.lara")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub read: DataArgs,
+    /// Window length w (time steps per VAE input).
+    #[arg(long, default_value_t = 100)]
+    pub window: usize,
+    /// Maximum number of epochs (early stopping on a validation tail usually stops sooner).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Cap on the total number of Adam steps (0 = none).
+    #[arg(long, default_value_t = 600)]
+    pub max_steps: usize,
+    /// Random seed: same seed, data and flags give bit-identical models.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Latent dimension.
+    #[arg(long, default_value_t = 16)]
+    pub latent: usize,
+    /// Hidden layer width.
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+    /// Hidden layers in the encoder and in the decoder.
+    #[arg(long, default_value_t = 1)]
+    pub depth: usize,
+    /// Hidden activation: relu or tanh.
+    #[arg(long, default_value = "relu", value_parser = parse_activation)]
+    pub activation: Activation,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Mini-batch size (windows).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Final KL weight of the ELBO (warmed up over the first epochs).
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f32,
+    /// Early-stopping patience in epochs.
+    #[arg(long, default_value_t = 4)]
+    pub patience: usize,
+    /// Fraction of the training windows (the latest) used for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_frac: f32,
+    /// Default scoring stride stored in the model (0 = window/4).
+    #[arg(long, default_value_t = 0)]
+    pub stride: usize,
+    /// Row score: nll (Gaussian negative log-likelihood, calibrated per-feature variance) or
+    /// sse (squared reconstruction error).
+    #[arg(long, default_value = "nll")]
+    pub score: ScoreKind,
+    /// Scaler fitted on the training prefix: zscore, minmax or robust.
+    #[arg(long, default_value = "zscore")]
+    pub scaler: ScalerKind,
+    /// POT risk level q for the label-free threshold (expected exceedance rate).
+    #[arg(long, default_value_t = 1e-3)]
+    pub risk: f64,
+    /// POT initial quantile of the training scores.
+    #[arg(long, default_value_t = 0.98)]
+    pub init_level: f64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Score every row of a data file with a trained model; write one CSV row per input row.
+#[derive(Args, Debug, Clone)]
+pub struct DetectArgs {
+    /// Model written by `lara train`.
+    #[arg(long, value_name = "M.lara")]
+    pub model: PathBuf,
+    /// Data CSV with the model's columns.
+    #[arg(long, value_name = "FILE.csv")]
+    pub data: PathBuf,
+    /// Output CSV: row (or timestamp), score, threshold, is_anomaly, top_dims.
+    #[arg(long, value_name = "SCORES.csv")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub read: DataArgs,
+    /// Scoring stride (default: the model's, window/4). 1 is the most accurate, `window` the fastest.
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+fn parse_activation(s: &str) -> Result<Activation, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "relu" => Ok(Activation::Relu),
+        "tanh" => Ok(Activation::Tanh),
+        _ => Err(format!("unknown activation {s:?} (expected relu or tanh)")),
+    }
+}
+
+fn set_threads(n: Option<usize>) -> Result<()> {
+    if let Some(n) = n {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        lara_vae::init_threads(n)?;
+    }
+    Ok(())
+}
+
+fn read(path: &Path, read: &DataArgs) -> Result<Series> {
+    read_csv(path, &read.csv_options()).with_context(|| format!("reading {}", path.display()))
+}
+
+/// `lara train`.
+pub fn train(args: &TrainArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let t0 = Instant::now();
+    let series = read(&args.data, &args.read)?;
+    let train_end = if series.train_end == 0 { series.n_rows } else { series.train_end };
+    let opts = FitOptions {
+        window: args.window,
+        scaler: args.scaler,
+        train: TrainConfig {
+            hidden: args.hidden,
+            depth: args.depth,
+            latent: args.latent,
+            activation: args.activation,
+            epochs: args.epochs,
+            batch: args.batch,
+            lr: args.lr,
+            beta: args.beta,
+            patience: args.patience,
+            val_frac: args.val_frac,
+            max_steps: args.max_steps,
+            seed: args.seed,
+            ..TrainConfig::default()
+        },
+        score_kind: args.score,
+        score_stride: args.stride,
+        risk: args.risk,
+        init_level: args.init_level,
+    };
+    eprintln!(
+        "training on rows [0, {train_end}) of {} ({} rows × {} columns), window {}, {} threads",
+        args.data.display(),
+        series.n_rows,
+        series.n_cols(),
+        args.window,
+        lara_vae::threads()
+    );
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut last_val: Option<f64> = None;
+    let mut cb = |p: Progress| match p {
+        Progress::Start { epochs, steps_per_epoch, max_steps } => {
+            let total = (epochs * steps_per_epoch) as u64;
+            bar.set_length(if max_steps > 0 { total.min(max_steps as u64) } else { total });
+        }
+        Progress::Step { epoch, loss, .. } => {
+            bar.inc(1);
+            let v = last_val.map(|v| format!("  val {v:.3}")).unwrap_or_default();
+            bar.set_message(format!("epoch {}  loss {loss:.3}{v}", epoch + 1));
+        }
+        Progress::Epoch(e) => {
+            last_val = e.val_loss;
+            tracing::info!(epoch = e.epoch + 1, train_loss = e.train_loss, val_loss = ?e.val_loss, "epoch done");
+        }
+    };
+    let det = Detector::fit(&series, &opts, &mut cb).context("training failed")?;
+    bar.finish_and_clear();
+    det.save(&args.model).with_context(|| format!("writing {}", args.model.display()))?;
+    let r = &det.meta.report;
+    let size = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "trained in {:.2} s: {} epochs ({} steps{}), best epoch {}, validation loss {}",
+        t0.elapsed().as_secs_f64(),
+        r.epochs_run,
+        r.steps,
+        if r.stopped_early { ", early stop" } else { "" },
+        r.best_epoch + 1,
+        r.best_val_loss.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a (too few windows)".into())
+    );
+    println!(
+        "threshold {:.4} ({} on {} training scores, risk {})",
+        det.meta.threshold.value, det.meta.threshold.method, det.meta.threshold.n_scores, det.meta.threshold.risk
+    );
+    println!("model written to {} ({:.1} KiB)", args.model.display(), size as f64 / 1024.0);
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `lara detect`.
+pub fn detect(args: &DetectArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let t0 = Instant::now();
+    let det = Detector::load(&args.model)?;
+    let mut ro = args.read.csv_options();
+    if ro.columns.is_none() {
+        // Read exactly the model's columns (extra columns in the file are ignored).
+        ro.columns = Some(det.meta.columns.clone());
+    }
+    let series = read_csv(&args.data, &ro).with_context(|| {
+        format!(
+            "reading {} with the model's {} columns ({})",
+            args.data.display(),
+            det.meta.columns.len(),
+            det.meta.columns.join(", ")
+        )
+    })?;
+    if let Some(s) = args.stride {
+        if s == 0 {
+            bail!("--stride must be at least 1");
+        }
+    }
+    let t1 = Instant::now();
+    let r = det.detect(&series, args.stride)?;
+    let score_s = t1.elapsed().as_secs_f64();
+
+    let mut out = String::with_capacity(series.n_rows * 48);
+    let key = if series.timestamps.is_some() { "timestamp" } else { "row" };
+    out.push_str(&format!("{key},score,threshold,is_anomaly,top_dims\n"));
+    let thr = format!("{}", r.threshold);
+    for t in 0..series.n_rows {
+        let k = match &series.timestamps {
+            Some(ts) => csv_field(&ts[t]),
+            None => t.to_string(),
+        };
+        let dims: Vec<&str> = r.top_dims[t].iter().map(|&j| series.columns[j].as_str()).collect();
+        out.push_str(&format!(
+            "{k},{},{thr},{},{}\n",
+            r.score[t],
+            u8::from(r.is_anomaly[t]),
+            csv_field(&dims.join(";"))
+        ));
+    }
+    write_atomic(&args.out, out.as_bytes()).with_context(|| format!("writing {}", args.out.display()))?;
+    let n_anom = r.is_anomaly.iter().filter(|&&a| a).count();
+    println!(
+        "scored {} rows in {:.3} s ({:.0} rows/s); {} above threshold {:.4} ({:.2} %); written to {}",
+        series.n_rows,
+        score_s,
+        series.n_rows as f64 / score_s.max(1e-9),
+        n_anom,
+        r.threshold,
+        100.0 * n_anom as f64 / series.n_rows.max(1) as f64,
+        args.out.display()
+    );
+    if let Some(labels) = &series.labels {
+        if labels.iter().any(|&l| l == 1) && series.n_rows > 0 {
+            let first: Vec<f64> = (0..series.n_rows).map(|t| series.values[t * series.n_cols()] as f64).collect();
+            let w = lara_core::find_length_rank(&first);
+            match lara_metrics::evaluate(labels, &r.score, w) {
+                Ok(m) => {
+                    let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into());
+                    println!(
+                        "labels present (metric window {w}): VUS-PR {}  AUC-PR {}  VUS-ROC {}  PA-F1 {}  Affiliation-F {}",
+                        f(m.vus_pr),
+                        f(m.auc_pr),
+                        f(m.vus_roc),
+                        f(m.pa_f1),
+                        f(m.affiliation_f)
+                    );
+                }
+                Err(e) => tracing::warn!("metrics not computed: {e}"),
+            }
+        }
+    }
+    tracing::info!(seconds = t0.elapsed().as_secs_f64(), "detect done");
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}

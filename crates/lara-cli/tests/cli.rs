@@ -1,0 +1,177 @@
+//! End-to-end tests that drive the real `lara` binary.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared() -> PathBuf {
+    let dir = std::env::var("LARA_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    assert!(
+        dir.join("fixtures/metrics_tsbad.json").is_file(),
+        "shared data not found at {} (set LARA_SHARED)",
+        dir.display()
+    );
+    dir
+}
+
+fn lara(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lara")).args(args).output().expect("run lara")
+}
+
+fn tmp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lara-cli-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tsbad_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(shared().join("data/tsbad"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 100, "expected the TSB-AD dev files, found {}", v.len());
+    v
+}
+
+/// The fixture case computed on a real file: `lara eval` must reproduce TSB-AD's numbers.
+#[test]
+fn eval_matches_tsbad_on_real_file() {
+    let fx: Value =
+        serde_json::from_str(&std::fs::read_to_string(shared().join("fixtures/metrics_tsbad.json")).unwrap()).unwrap();
+    let case = fx["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("nab_rolling_median:"))
+        .expect("NAB fixture case");
+    let file = case["name"].as_str().unwrap().split(':').nth(1).unwrap();
+    let dir = tmp_dir("fixture");
+    let scores_path = dir.join("scores.txt");
+    let text: String =
+        case["score"].as_array().unwrap().iter().map(|s| format!("{:e}\n", s.as_f64().unwrap())).collect();
+    std::fs::write(&scores_path, text).unwrap();
+    let data = shared().join("data/tsbad").join(file);
+    let window = case["sliding_window"].as_u64().unwrap().to_string();
+    let out = lara(&[
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--scores",
+        scores_path.to_str().unwrap(),
+        "--window",
+        &window,
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (k, v) in case["expected"].as_object().unwrap() {
+        let g = got[k].as_f64().unwrap_or_else(|| panic!("missing {k} in {got}"));
+        assert!((g - v.as_f64().unwrap()).abs() < 1e-6, "{k}: got {g}, expected {v}");
+    }
+    // Without --window the TSB-AD period estimate is used; for this file it is the fixture's.
+    let out = lara(&[
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--scores",
+        scores_path.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["window"].as_u64(), case["sliding_window"].as_u64());
+    assert_eq!(got["window_source"], "estimated");
+}
+
+/// `lara inspect` and `lara eval` work on every bundled benchmark file, including the one
+/// without any labelled anomaly (metrics print as null there).
+#[test]
+fn inspect_and_eval_work_on_every_tsbad_file() {
+    let dir = tmp_dir("every");
+    for path in tsbad_files() {
+        let p = path.to_str().unwrap();
+        let out = lara(&["inspect", p, "--format", "json"]);
+        assert!(out.status.success(), "inspect {p}: {}", String::from_utf8_lossy(&out.stderr));
+        let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let rows = info["rows"].as_u64().unwrap() as usize;
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let tr: usize = name.split("_tr_").nth(1).unwrap().split('_').next().unwrap().parse().unwrap();
+        assert_eq!(info["train_end"].as_u64().unwrap() as usize, tr, "{name}");
+        // A deterministic, label-free score: a hash of the row index.
+        let scores: String =
+            (0..rows).map(|i| format!("{}\n", ((i as u64).wrapping_mul(2654435761) % 1000) as f64 / 1000.0)).collect();
+        let sp = dir.join("s.txt");
+        std::fs::write(&sp, scores).unwrap();
+        let out = lara(&["eval", "--data", p, "--scores", sp.to_str().unwrap(), "--format", "json"]);
+        assert!(out.status.success(), "eval {p}: {}", String::from_utf8_lossy(&out.stderr));
+        let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let anomalies = info["anomalies"].as_u64().unwrap();
+        for key in [
+            "AUC-PR",
+            "AUC-ROC",
+            "VUS-PR",
+            "VUS-ROC",
+            "Standard-F1",
+            "PA-F1",
+            "Event-based-F1",
+            "R-based-F1",
+            "Affiliation-F",
+        ] {
+            if anomalies == 0 {
+                assert!(m[key].is_null(), "{name}: {key} should be null without anomalies");
+            } else {
+                let v = m[key].as_f64().unwrap_or_else(|| panic!("{name}: {key} missing"));
+                assert!((0.0..=1.0 + 1e-9).contains(&v), "{name}: {key} = {v}");
+            }
+        }
+    }
+}
+
+#[test]
+fn eval_rejects_scores_of_wrong_length_naming_both_counts() {
+    let dir = tmp_dir("len");
+    let sp = dir.join("short.txt");
+    std::fs::write(&sp, "0.1\n0.2\n").unwrap();
+    let data = shared().join("data/tsbad/064_NAB_id_7_WebService_tr_604_1st_3447.csv");
+    let out = lara(&["eval", "--data", data.to_str().unwrap(), "--scores", sp.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("short.txt") && err.contains('2') && err.contains("4032"), "{err}");
+}
+
+#[test]
+fn eval_reports_missing_file_and_unknown_column() {
+    let out = lara(&["eval", "--data", "/nonexistent/x.csv", "--scores", "/nonexistent/s.txt"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.csv"));
+    let data = shared().join("data/tsbad/064_NAB_id_7_WebService_tr_604_1st_3447.csv");
+    let out = lara(&["inspect", data.to_str().unwrap(), "--columns", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
+
+#[test]
+fn demo_runs_from_bundled_data() {
+    let dir = tmp_dir("demo");
+    let out = lara(&["demo", "--out-dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("VUS-PR"), "{stdout}");
+    assert!(dir.join("scores.txt").is_file());
+}
+
+#[test]
+fn help_teaches_the_commands() {
+    let out = lara(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["eval", "inspect", "bench", "demo"] {
+        assert!(text.contains(cmd), "--help lacks {cmd}: {text}");
+    }
+    let out = lara(&["eval", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--window"));
+}
