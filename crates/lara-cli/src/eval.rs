@@ -82,6 +82,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let scores = &scores[start..];
     let suite = lara_metrics::evaluate(labels, scores, window)
         .with_context(|| format!("evaluating {}", args.scores.display()))?;
+    // Beyond TSB-AD's suite: the area under the PA%K curve (Kim et al., AAAI 2022).
+    let pak_auc = lara_metrics::pak::pa_k_auc(labels, scores);
     let anomalies = labels.iter().filter(|&&l| l == 1).count();
     if anomalies == 0 || anomalies == labels.len() {
         tracing::warn!("labels hold a single class: ranking metrics are undefined (n/a)");
@@ -90,6 +92,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         OutputFormat::Json => {
             let mut obj = serde_json::to_value(&suite)?;
             let m = obj.as_object_mut().expect("metric suite serialises to an object");
+            m.insert("PA%K-AUC".into(), pak_auc.into());
             m.insert("window".into(), window.into());
             m.insert("window_source".into(), window_source.into());
             m.insert("rows".into(), labels.len().into());
@@ -106,7 +109,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 window,
                 window_source
             );
-            let rows: Vec<Vec<String>> = suite.named().iter().map(|(k, v)| vec![k.to_string(), fmt_opt(*v)]).collect();
+            let mut rows: Vec<Vec<String>> =
+                suite.named().iter().map(|(k, v)| vec![k.to_string(), fmt_opt(*v)]).collect();
+            rows.push(vec!["PA%K-AUC".into(), fmt_opt(pak_auc)]);
             print!("{}", table(&["metric", "value"], &rows));
         }
     }
