@@ -6,6 +6,7 @@ mod demo;
 mod eval;
 mod inspect;
 mod report;
+mod threshold;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +41,8 @@ enum Command {
     /// Benchmarks that print a table of ours vs. the reference on the same inputs.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Label-free alarm threshold for a score series: POT, SPOT, mean + k·σ or top-k %.
+    Threshold(threshold::ThresholdArgs),
     /// Run the main job end to end on bundled data and print what it found.
     Demo(demo::DemoArgs),
 }
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(b) => bench::run(b),
+        Command::Threshold(a) => threshold::run(a),
         Command::Demo(a) => demo::run(a),
     };
     match result {

@@ -175,3 +175,45 @@ fn help_teaches_the_commands() {
     let out = lara(&["eval", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--window"));
 }
+
+#[test]
+fn threshold_flags_the_tail_and_writes_every_row() {
+    let dir = tmp_dir("threshold");
+    let sp = dir.join("s.txt");
+    // Exponential-like scores (inverse CDF of a fixed grid) with three large spikes at the end.
+    let mut scores: Vec<f64> = (1..=5000).map(|i| -(1.0 - (i as f64 - 0.5) / 5000.0).ln()).collect();
+    let mut state = 7u64;
+    for i in (1..scores.len()).rev() {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        scores.swap(i, (state >> 33) as usize % (i + 1));
+    }
+    scores.extend([40.0, 50.0, 60.0]);
+    std::fs::write(&sp, scores.iter().map(|s| format!("{s}\n")).collect::<String>()).unwrap();
+    let out_csv = dir.join("alarms.csv");
+    let out = lara(&[
+        "threshold",
+        "--scores",
+        sp.to_str().unwrap(),
+        "--calibration",
+        "5000",
+        "--risk",
+        "1e-4",
+        "--out",
+        out_csv.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The 1e-4 quantile of Exp(1) is ln(1e4) ≈ 9.2: the spikes are above it, the bulk is not.
+    let th = v["threshold"].as_f64().unwrap();
+    assert!((7.0..14.0).contains(&th), "threshold {th}");
+    // The three spikes, plus at most a couple of the 5000 bulk scores (expected: 0.5).
+    let alarms = v["alarms"].as_u64().unwrap();
+    assert!((3..=5).contains(&alarms), "{alarms} alarms");
+    let text = std::fs::read_to_string(&out_csv).unwrap();
+    assert_eq!(text.lines().count(), scores.len() + 1);
+    assert!(text.lines().rev().take(3).all(|l| l.ends_with(",1")), "spikes not flagged");
+    let out = lara(&["threshold", "--scores", sp.to_str().unwrap(), "--calibration", "99999"]);
+    assert!(!out.status.success());
+}
