@@ -15,6 +15,9 @@ pub enum BenchCommand {
     /// Our metric suite vs. TSB-AD 1.5's Python `get_metrics` on the same labels, scores and
     /// window: time per file, the speed ratio, and the largest difference of any metric.
     Metrics(MetricsBenchArgs),
+    /// The VAE detector on a panel of benchmark files beside the TSB-AD peers (accuracy per
+    /// dataset group, seconds per file, peak memory), plus training and scoring speed.
+    Detect(crate::bench_detect::DetectBenchArgs),
 }
 
 /// Shown after the options in `--help`.
@@ -56,6 +59,7 @@ pub struct MetricsBenchArgs {
 pub fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Metrics(a) => metrics(a),
+        BenchCommand::Detect(a) => crate::bench_detect::run(a),
     }
 }
 

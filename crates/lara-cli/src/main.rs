@@ -1,12 +1,15 @@
 //! `lara`: unsupervised anomaly detection on multivariate time series.
 
 mod bench;
+mod bench_detect;
 mod data_args;
 mod demo;
 mod eval;
 mod inspect;
+mod plot;
 mod report;
 mod threshold;
+mod vae_cmds;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +36,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train a VAE detector on the training prefix of a data file; save it as one .lara file.
+    Train(vae_cmds::TrainArgs),
+    /// Score every row of a data file with a trained detector: score, threshold, is_anomaly,
+    /// top_dims.
+    Detect(vae_cmds::DetectArgs),
     /// Compute the TSB-AD metric suite (VUS-PR, AUC-PR, F1 family, affiliation) of a score
     /// series against the labels of a data file.
     Eval(eval::EvalArgs),
@@ -51,6 +59,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match &cli.command {
+        Command::Train(a) => vae_cmds::train(a),
+        Command::Detect(a) => vae_cmds::detect(a),
         Command::Eval(a) => eval::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(b) => bench::run(b),

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lara_core::{read_csv, ScalerKind, Series};
-use lara_vae::{Activation, Detector, FitOptions, Progress, ScoreKind, TrainConfig};
+use lara_vae::{Activation, Detection, Detector, FitOptions, Progress, ScoreKind, TrainConfig};
 
 use crate::data_args::DataArgs;
 
@@ -34,7 +34,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 30)]
     pub epochs: usize,
     /// Cap on the total number of Adam steps (0 = none).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 300)]
     pub max_steps: usize,
     /// Random seed: same seed, data and flags give bit-identical models.
     #[arg(long, default_value_t = 1)]
@@ -66,13 +66,16 @@ pub struct TrainArgs {
     /// Fraction of the training windows (the latest) used for validation.
     #[arg(long, default_value_t = 0.1)]
     pub val_frac: f32,
-    /// Default scoring stride stored in the model (0 = window/4).
+    /// Default scoring stride stored in the model (0 = window/2).
     #[arg(long, default_value_t = 0)]
     pub stride: usize,
     /// Row score: nll (Gaussian negative log-likelihood, calibrated per-feature variance) or
     /// sse (squared reconstruction error).
     #[arg(long, default_value = "nll")]
     pub score: ScoreKind,
+    /// Moving-average length of the row scores (default: the window length; 0 = none).
+    #[arg(long)]
+    pub smooth: Option<usize>,
     /// Scaler fitted on the training prefix: zscore, minmax or robust.
     #[arg(long, default_value = "zscore")]
     pub scaler: ScalerKind,
@@ -101,7 +104,7 @@ pub struct DetectArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub read: DataArgs,
-    /// Scoring stride (default: the model's, window/4). 1 is the most accurate, `window` the fastest.
+    /// Scoring stride (default: the model's, window/2). `window` is the fastest.
     #[arg(long)]
     pub stride: Option<usize>,
     /// Worker threads (default: all cores).
@@ -131,6 +134,34 @@ fn read(path: &Path, read: &DataArgs) -> Result<Series> {
     read_csv(path, &read.csv_options()).with_context(|| format!("reading {}", path.display()))
 }
 
+/// A progress bar for [`Detector::fit`] and the callback that drives it (steps, loss,
+/// validation loss; epochs are also logged at info level).
+pub fn training_progress() -> (ProgressBar, impl FnMut(Progress)) {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let handle = bar.clone();
+    let mut last_val: Option<f64> = None;
+    let cb = move |p: Progress| match p {
+        Progress::Start { epochs, steps_per_epoch, max_steps } => {
+            let total = (epochs * steps_per_epoch) as u64;
+            handle.set_length(if max_steps > 0 { total.min(max_steps as u64) } else { total });
+        }
+        Progress::Step { epoch, loss, .. } => {
+            handle.inc(1);
+            let v = last_val.map(|v| format!("  val {v:.3}")).unwrap_or_default();
+            handle.set_message(format!("epoch {}  loss {loss:.3}{v}", epoch + 1));
+        }
+        Progress::Epoch(e) => {
+            last_val = e.val_loss;
+            tracing::info!(epoch = e.epoch + 1, train_loss = e.train_loss, val_loss = ?e.val_loss, "epoch done");
+        }
+    };
+    (bar, cb)
+}
+
 /// `lara train`.
 pub fn train(args: &TrainArgs) -> Result<()> {
     set_threads(args.threads)?;
@@ -157,6 +188,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         },
         score_kind: args.score,
         score_stride: args.stride,
+        smooth: args.smooth,
         risk: args.risk,
         init_level: args.init_level,
     };
@@ -168,27 +200,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         args.window,
         lara_vae::threads()
     );
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut last_val: Option<f64> = None;
-    let mut cb = |p: Progress| match p {
-        Progress::Start { epochs, steps_per_epoch, max_steps } => {
-            let total = (epochs * steps_per_epoch) as u64;
-            bar.set_length(if max_steps > 0 { total.min(max_steps as u64) } else { total });
-        }
-        Progress::Step { epoch, loss, .. } => {
-            bar.inc(1);
-            let v = last_val.map(|v| format!("  val {v:.3}")).unwrap_or_default();
-            bar.set_message(format!("epoch {}  loss {loss:.3}{v}", epoch + 1));
-        }
-        Progress::Epoch(e) => {
-            last_val = e.val_loss;
-            tracing::info!(epoch = e.epoch + 1, train_loss = e.train_loss, val_loss = ?e.val_loss, "epoch done");
-        }
-    };
+    let (bar, mut cb) = training_progress();
     let det = Detector::fit(&series, &opts, &mut cb).context("training failed")?;
     bar.finish_and_clear();
     det.save(&args.model).with_context(|| format!("writing {}", args.model.display()))?;
@@ -246,24 +258,7 @@ pub fn detect(args: &DetectArgs) -> Result<()> {
     let r = det.detect(&series, args.stride)?;
     let score_s = t1.elapsed().as_secs_f64();
 
-    let mut out = String::with_capacity(series.n_rows * 48);
-    let key = if series.timestamps.is_some() { "timestamp" } else { "row" };
-    out.push_str(&format!("{key},score,threshold,is_anomaly,top_dims\n"));
-    let thr = format!("{}", r.threshold);
-    for t in 0..series.n_rows {
-        let k = match &series.timestamps {
-            Some(ts) => csv_field(&ts[t]),
-            None => t.to_string(),
-        };
-        let dims: Vec<&str> = r.top_dims[t].iter().map(|&j| series.columns[j].as_str()).collect();
-        out.push_str(&format!(
-            "{k},{},{thr},{},{}\n",
-            r.score[t],
-            u8::from(r.is_anomaly[t]),
-            csv_field(&dims.join(";"))
-        ));
-    }
-    write_atomic(&args.out, out.as_bytes()).with_context(|| format!("writing {}", args.out.display()))?;
+    write_detection_csv(&args.out, &series, &r)?;
     let n_anom = r.is_anomaly.iter().filter(|&&a| a).count();
     println!(
         "scored {} rows in {:.3} s ({:.0} rows/s); {} above threshold {:.4} ({:.2} %); written to {}",
@@ -276,7 +271,7 @@ pub fn detect(args: &DetectArgs) -> Result<()> {
         args.out.display()
     );
     if let Some(labels) = &series.labels {
-        if labels.iter().any(|&l| l == 1) && series.n_rows > 0 {
+        if labels.contains(&1) && series.n_rows > 0 {
             let first: Vec<f64> = (0..series.n_rows).map(|t| series.values[t * series.n_cols()] as f64).collect();
             let w = lara_core::find_length_rank(&first);
             match lara_metrics::evaluate(labels, &r.score, w) {
@@ -296,6 +291,30 @@ pub fn detect(args: &DetectArgs) -> Result<()> {
         }
     }
     tracing::info!(seconds = t0.elapsed().as_secs_f64(), "detect done");
+    Ok(())
+}
+
+/// Writes one CSV row per input row: `row` (or `timestamp`), `score`, `threshold`,
+/// `is_anomaly`, `top_dims` (the top-3 column names joined by `;`), atomically.
+pub fn write_detection_csv(path: &Path, series: &Series, r: &Detection) -> Result<()> {
+    let mut out = String::with_capacity(series.n_rows * 48);
+    let key = if series.timestamps.is_some() { "timestamp" } else { "row" };
+    out.push_str(&format!("{key},score,threshold,is_anomaly,top_dims\n"));
+    let thr = format!("{}", r.threshold);
+    for t in 0..series.n_rows {
+        let k = match &series.timestamps {
+            Some(ts) => csv_field(&ts[t]),
+            None => t.to_string(),
+        };
+        let dims: Vec<&str> = r.top_dims[t].iter().map(|&j| series.columns[j].as_str()).collect();
+        out.push_str(&format!(
+            "{k},{},{thr},{},{}\n",
+            r.score[t],
+            u8::from(r.is_anomaly[t]),
+            csv_field(&dims.join(";"))
+        ));
+    }
+    write_atomic(path, out.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

@@ -162,7 +162,11 @@ fn demo_runs_from_bundled_data() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("VUS-PR"), "{stdout}");
-    assert!(dir.join("scores.txt").is_file());
+    for f in ["detections.csv", "detections.png", "model.lara"] {
+        assert!(dir.join(f).is_file(), "demo did not write {f}");
+    }
+    let csv = std::fs::read_to_string(dir.join("detections.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4032 + 1, "one row per input row");
 }
 
 #[test]
@@ -216,4 +220,54 @@ fn threshold_flags_the_tail_and_writes_every_row() {
     assert!(text.lines().rev().take(3).all(|l| l.ends_with(",1")), "spikes not flagged");
     let out = lara(&["threshold", "--scores", sp.to_str().unwrap(), "--calibration", "99999"]);
     assert!(!out.status.success());
+}
+
+/// `lara train` then `lara detect` on a small real file: one output row per input row, the
+/// documented columns, and clear errors for a corrupt model and for mismatched columns.
+#[test]
+fn train_then_detect_end_to_end() {
+    let dir = tmp_dir("train");
+    let data = shared().join("data/tsbad/081_NAB_id_28_WebService_tr_246_1st_340.csv");
+    let model = dir.join("m.lara");
+    let out = lara(&[
+        "train", "--data", data.to_str().unwrap(), "--model", model.to_str().unwrap(),
+        "--window", "32", "--epochs", "3", "--max-steps", "40", "--seed", "3",
+    ]);
+    assert!(out.status.success(), "train: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(model.is_file());
+    let scores = dir.join("scores.csv");
+    let out = lara(&["detect", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", scores.to_str().unwrap()]);
+    assert!(out.status.success(), "detect: {}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&scores).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next().unwrap(), "timestamp,score,threshold,is_anomaly,top_dims");
+    let rows: Vec<&str> = lines.collect();
+    let n_input = std::fs::read_to_string(&data).unwrap().lines().count() - 1;
+    assert_eq!(rows.len(), n_input, "one output row per input row");
+    for r in &rows {
+        let f: Vec<&str> = r.split(',').collect();
+        assert_eq!(f.len(), 5, "{r}");
+        assert!(f[1].parse::<f64>().unwrap().is_finite(), "{r}");
+        assert!(f[3] == "0" || f[3] == "1");
+        assert_eq!(f[4], "value");
+    }
+    // The score file feeds straight into `lara eval`.
+    let out = lara(&["eval", "--data", data.to_str().unwrap(), "--scores", scores.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "eval: {}", String::from_utf8_lossy(&out.stderr));
+
+    // A truncated model file is rejected with its path in the message.
+    let bytes = std::fs::read(&model).unwrap();
+    let broken = dir.join("broken.lara");
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+    let out = lara(&["detect", "--model", broken.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", dir.join("x.csv").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.lara"));
+    assert!(!dir.join("x.csv").exists(), "no output on failure");
+
+    // A file without the model's column is rejected, naming the column.
+    let other = shared().join("data/tsbad/042_MSL_id_1_Sensor_tr_2158_1st_2708.csv");
+    let out = lara(&["detect", "--model", model.to_str().unwrap(), "--data", other.to_str().unwrap(), "--out", dir.join("y.csv").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("value"), "{err}");
 }

@@ -1,0 +1,257 @@
+//! The deployable detector: scaler + VAE + label-free POT threshold, trained from a
+//! [`Series`] and stored in one `.lara` file.
+
+use std::path::Path;
+
+use lara_core::{Scaler, ScalerKind, Series};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::file::{self, FORMAT_VERSION};
+use crate::score::{score_rows, ScoreKind, StepScores};
+use crate::train::{train_vae, Progress, TrainConfig, TrainReport};
+use crate::vae::{Vae, VaeConfig};
+use crate::VaeError;
+
+/// Everything `fit` needs beyond the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FitOptions {
+    pub window: usize,
+    pub scaler: ScalerKind,
+    pub train: TrainConfig,
+    pub score_kind: ScoreKind,
+    /// Default scoring stride (0 = `window / 2`, at least 1).
+    pub score_stride: usize,
+    /// Centred moving average of the row scores (and contributions) over this many rows;
+    /// `None` = the window length (each row then reflects the windows around it, like
+    /// window-level scoring), `Some(0)` or `Some(1)` = none. See [`crate::score::smooth`].
+    pub smooth: Option<usize>,
+    /// POT risk level `q` (probability of exceeding the threshold under the fitted tail).
+    pub risk: f64,
+    /// POT initial quantile level (e.g. 0.98: the top 2 % of training scores are the peaks).
+    pub init_level: f64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            window: 100,
+            scaler: ScalerKind::ZScore,
+            train: TrainConfig::default(),
+            score_kind: ScoreKind::Nll,
+            score_stride: 0,
+            smooth: None,
+            risk: 1e-3,
+            init_level: 0.98,
+        }
+    }
+}
+
+impl FitOptions {
+    /// The effective smoothing length.
+    pub fn effective_smooth(&self) -> usize {
+        self.smooth.unwrap_or(self.window)
+    }
+
+    /// The effective scoring stride for window `w`.
+    pub fn effective_stride(&self) -> usize {
+        if self.score_stride == 0 {
+            (self.window / 2).max(1)
+        } else {
+            self.score_stride
+        }
+    }
+}
+
+/// The label-free threshold stored with the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdInfo {
+    pub value: f64,
+    /// `"pot"`; `"quantile"` when too few training scores exist for a tail fit.
+    pub method: String,
+    pub risk: f64,
+    pub init_level: f64,
+    /// Number of training rows whose scores were used.
+    pub n_scores: usize,
+}
+
+/// JSON header of a model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub format_version: u32,
+    pub producer: String,
+    pub columns: Vec<String>,
+    pub scaler: Scaler,
+    pub arch: VaeConfig,
+    pub options: FitOptions,
+    pub threshold: ThresholdInfo,
+    pub train_rows: usize,
+    /// SHA-256 (hex) of the training prefix: column names and `f32` little-endian values.
+    pub train_data_sha256: String,
+    pub report: TrainReport,
+}
+
+/// A trained detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detector {
+    pub meta: ModelMeta,
+    pub vae: Vae,
+}
+
+/// Result of scoring a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// One score per input row (higher = more anomalous).
+    pub score: Vec<f64>,
+    pub threshold: f64,
+    /// `score > threshold`.
+    pub is_anomaly: Vec<bool>,
+    /// Per row, the indices of (up to) the 3 columns contributing most to the score.
+    pub top_dims: Vec<Vec<usize>>,
+    /// The underlying per-row, per-feature contributions.
+    pub steps: StepScores,
+}
+
+/// SHA-256 (hex) of the training prefix of `series`.
+pub fn training_hash(series: &Series) -> String {
+    let mut h = Sha256::new();
+    for c in &series.columns {
+        h.update((c.len() as u64).to_le_bytes());
+        h.update(c.as_bytes());
+    }
+    let m = series.n_cols();
+    for v in &series.values[..series.train_end.min(series.n_rows) * m] {
+        h.update(v.to_le_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Label-free threshold from training scores: POT (peaks over threshold, generalised Pareto
+/// tail) at risk `risk` with initial level `init_level`.
+pub fn fit_threshold(train_scores: &[f64], risk: f64, init_level: f64) -> Result<ThresholdInfo, VaeError> {
+    let v = crate::pot::pot(train_scores, risk, init_level)?;
+    Ok(ThresholdInfo { value: v.0, method: v.1.into(), risk, init_level, n_scores: train_scores.len() })
+}
+
+impl Detector {
+    /// Fits scaler, VAE and threshold on the training prefix `[0, series.train_end)`.
+    pub fn fit(series: &Series, opts: &FitOptions, progress: &mut dyn FnMut(Progress)) -> Result<Self, VaeError> {
+        let m = series.n_cols();
+        if series.values.len() != series.n_rows * m {
+            return Err(VaeError::Invalid("series values are not n_rows × n_cols".into()));
+        }
+        let train_end = if series.train_end == 0 { series.n_rows } else { series.train_end.min(series.n_rows) };
+        if !(opts.risk > 0.0 && opts.risk < 1.0 && opts.init_level > 0.0 && opts.init_level < 1.0) {
+            return Err(VaeError::Invalid("risk and init_level must lie in (0, 1)".into()));
+        }
+        let mut train_series = series.clone();
+        train_series.train_end = train_end;
+        let scaler = Scaler::fit(&train_series, opts.scaler);
+        let mut scaled = series.values[..train_end * m].to_vec();
+        scaler.transform(&mut scaled);
+        let (vae, report) = train_vae(&scaled, m, train_end, opts.window, &opts.train, progress)?;
+        let stride = opts.effective_stride();
+        let mut tr = score_rows(&vae, &scaled, train_end, stride, opts.score_kind);
+        crate::score::smooth(&mut tr, opts.effective_smooth());
+        let threshold = fit_threshold(&tr.score, opts.risk, opts.init_level)?;
+        let meta = ModelMeta {
+            format_version: FORMAT_VERSION,
+            producer: format!("lara-vae {}", env!("CARGO_PKG_VERSION")),
+            columns: series.columns.clone(),
+            scaler,
+            arch: vae.config().clone(),
+            options: opts.clone(),
+            threshold,
+            train_rows: train_end,
+            train_data_sha256: training_hash(&train_series),
+            report,
+        };
+        Ok(Detector { meta, vae })
+    }
+
+    /// Checks that `series` has the model's columns (same names, same order).
+    pub fn check_columns(&self, series: &Series) -> Result<(), VaeError> {
+        let want = &self.meta.columns;
+        let got = &series.columns;
+        if want == got {
+            return Ok(());
+        }
+        let detail = if want.len() != got.len() {
+            format!("the model has {} columns, the data has {}", want.len(), got.len())
+        } else {
+            let i = want.iter().zip(got).position(|(a, b)| a != b).unwrap_or(0);
+            format!("column {} is {:?} in the model but {:?} in the data", i + 1, want[i], got[i])
+        };
+        Err(VaeError::ColumnMismatch { detail })
+    }
+
+    /// Scales `series` with the model's scaler.
+    pub fn scale(&self, series: &Series) -> Result<Vec<f32>, VaeError> {
+        self.check_columns(series)?;
+        if series.values.len() != series.n_rows * series.n_cols() {
+            return Err(VaeError::Invalid("series values are not n_rows × n_cols".into()));
+        }
+        let v = self.meta.scaler.transformed(series);
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(VaeError::Invalid(format!(
+                "non-finite value at row {}, column {:?}",
+                i / series.n_cols(),
+                series.columns[i % series.n_cols()]
+            )));
+        }
+        Ok(v)
+    }
+
+    /// Scores every row of `series` (`stride = None` uses the model's default).
+    pub fn detect(&self, series: &Series, stride: Option<usize>) -> Result<Detection, VaeError> {
+        let scaled = self.scale(series)?;
+        let stride = stride.unwrap_or_else(|| self.meta.options.effective_stride()).max(1);
+        let mut steps = score_rows(&self.vae, &scaled, series.n_rows, stride, self.meta.options.score_kind);
+        crate::score::smooth(&mut steps, self.meta.options.effective_smooth());
+        let thr = self.meta.threshold.value;
+        let is_anomaly = steps.score.iter().map(|&s| s > thr).collect();
+        let top_dims = (0..series.n_rows).map(|t| steps.top_dims(t, 3)).collect();
+        Ok(Detection { score: steps.score.clone(), threshold: thr, is_anomaly, top_dims, steps })
+    }
+
+    /// The model file bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, VaeError> {
+        let header = serde_json::to_vec(&self.meta).map_err(|e| VaeError::Invalid(format!("header: {e}")))?;
+        file::to_bytes(&header, &self.vae)
+    }
+
+    /// Saves atomically to `path`.
+    pub fn save(&self, path: &Path) -> Result<(), VaeError> {
+        file::write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// Parses model file bytes (`path` is only used in error messages).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, VaeError> {
+        let c = file::from_bytes(path, bytes)?;
+        let meta: ModelMeta = serde_json::from_slice(&c.header)
+            .map_err(|e| VaeError::Corrupt { path: path.to_path_buf(), detail: format!("header: {e}") })?;
+        if meta.format_version != FORMAT_VERSION {
+            return Err(VaeError::WrongVersion {
+                path: path.to_path_buf(),
+                found: meta.format_version,
+                expected: FORMAT_VERSION,
+            });
+        }
+        let m = meta.arch.n_features;
+        if meta.columns.len() != m || meta.scaler.n_cols() != m || meta.options.window != meta.arch.window {
+            return Err(VaeError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "columns, scaler, options and architecture disagree".into(),
+            });
+        }
+        let vae = file::vae_from_tensors(path, meta.arch.clone(), &c.tensors)?;
+        Ok(Detector { meta, vae })
+    }
+
+    /// Loads a model file.
+    pub fn load(path: &Path) -> Result<Self, VaeError> {
+        let bytes = std::fs::read(path).map_err(|e| VaeError::Io { path: path.to_path_buf(), source: e })?;
+        Self::from_bytes(path, &bytes)
+    }
+}

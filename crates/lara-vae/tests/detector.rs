@@ -1,0 +1,188 @@
+//! End-to-end tests of the detector: determinism, model files, coverage, separation.
+
+use std::path::Path;
+
+use lara_core::Series;
+use lara_vae::{Detector, FitOptions, TrainConfig, VaeError};
+
+/// 3 noisy sinusoids; optional anomaly: rows `[a, a+len)` of column 1 shifted by +3.
+fn synth(n: usize, train_end: usize, anomaly: Option<(usize, usize)>) -> Series {
+    let m = 3;
+    let mut v = Vec::with_capacity(n * m);
+    let mut s: u64 = 12345;
+    let mut noise = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((s >> 33) as f64 / (1u64 << 31) as f64 - 0.5) as f32 * 0.2
+    };
+    for t in 0..n {
+        let p = t as f32 * std::f32::consts::TAU / 25.0;
+        let mut row = [p.sin() + noise(), (p + 1.0).cos() * 2.0 + noise(), (2.0 * p).sin() * 0.5 + 1.0 + noise()];
+        if let Some((a, len)) = anomaly {
+            if t >= a && t < a + len {
+                row[1] += 3.0;
+            }
+        }
+        v.extend_from_slice(&row);
+    }
+    Series {
+        values: v,
+        n_rows: n,
+        columns: vec!["a".into(), "b".into(), "c".into()],
+        timestamps: None,
+        labels: None,
+        train_end,
+    }
+}
+
+fn opts() -> FitOptions {
+    FitOptions {
+        window: 16,
+        train: TrainConfig { hidden: 32, latent: 4, epochs: 8, batch: 32, lr: 2e-3, seed: 7, ..Default::default() },
+        ..Default::default()
+    }
+}
+
+fn fit(s: &Series) -> Detector {
+    Detector::fit(s, &opts(), &mut |_| {}).expect("fit")
+}
+
+#[test]
+fn deterministic_given_seed() {
+    let s = synth(700, 500, None);
+    let a = fit(&s);
+    let b = fit(&s);
+    assert_eq!(
+        a.vae.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.vae.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    let da = a.detect(&s, None).unwrap();
+    let db = b.detect(&s, None).unwrap();
+    assert_eq!(
+        da.score.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        db.score.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    assert_eq!(a.meta.threshold, b.meta.threshold);
+    // The whole model file is byte-identical.
+    assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap());
+    // Another seed gives other weights.
+    let mut o = opts();
+    o.train.seed = 8;
+    let c = Detector::fit(&s, &o, &mut |_| {}).unwrap();
+    assert_ne!(a.vae.params(), c.vae.params());
+}
+
+#[test]
+fn save_load_round_trip_and_bad_files() {
+    let s = synth(600, 450, None);
+    let d = fit(&s);
+    let dir = std::env::temp_dir().join(format!("lara-vae-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.lara");
+    d.save(&path).unwrap();
+    let l = Detector::load(&path).unwrap();
+    let mut dm = d.meta.clone();
+    dm.report.seconds = 0.0; // wall time is not stored
+    assert_eq!(l.meta, dm);
+    assert_eq!(l.vae, d.vae);
+    let (a, b) = (d.detect(&s, None).unwrap(), l.detect(&s, None).unwrap());
+    assert_eq!(
+        a.score.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.score.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    // No temporary file left behind.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+
+    let bytes = std::fs::read(&path).unwrap();
+    let p = Path::new("m.lara");
+    // Truncated anywhere.
+    for cut in [0usize, 5, 19, 40, bytes.len() / 2, bytes.len() - 1] {
+        let e = Detector::from_bytes(p, &bytes[..cut]).unwrap_err();
+        assert!(matches!(e, VaeError::Truncated { .. } | VaeError::NotAModel { .. }), "cut {cut}: {e}");
+        if cut >= 20 {
+            assert!(matches!(e, VaeError::Truncated { .. }), "cut {cut}: {e}");
+            assert!(e.to_string().contains("truncated"));
+        }
+    }
+    // Another format version.
+    let mut v2 = bytes.clone();
+    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let e = Detector::from_bytes(p, &v2).unwrap_err();
+    assert!(matches!(e, VaeError::WrongVersion { found: 2, expected: 1, .. }), "{e}");
+    assert!(e.to_string().contains("version 2"));
+    // Garbage.
+    let e = Detector::from_bytes(p, b"this is not a model at all, just some text").unwrap_err();
+    assert!(matches!(e, VaeError::NotAModel { .. }), "{e}");
+    let e = Detector::from_bytes(p, &[]).unwrap_err();
+    assert!(matches!(e, VaeError::NotAModel { .. }), "{e}");
+    // A flipped byte in the weights.
+    let mut f = bytes.clone();
+    let i = f.len() - 100;
+    f[i] ^= 0x55;
+    let e = Detector::from_bytes(p, &f).unwrap_err();
+    assert!(matches!(e, VaeError::Corrupt { .. }), "{e}");
+    // Huge announced header length.
+    let mut h = bytes.clone();
+    h[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(Detector::from_bytes(p, &h).is_err());
+    // A well-formed container whose header disagrees with its weights (checksum valid).
+    for edit in 0..3 {
+        let mut meta = d.meta.clone();
+        match edit {
+            0 => meta.arch.hidden = usize::MAX / 4,
+            1 => meta.options.window += 1,
+            _ => meta.columns.push("extra".into()),
+        }
+        let json = serde_json::to_vec(&meta).unwrap();
+        let bytes = lara_vae::file::to_bytes(&json, &d.vae).unwrap();
+        let e = Detector::from_bytes(p, &bytes).unwrap_err();
+        assert!(matches!(e, VaeError::Corrupt { .. }), "edit {edit}: {e}");
+    }
+    // Missing file.
+    assert!(matches!(Detector::load(&dir.join("nope.lara")), Err(VaeError::Io { .. })));
+    // Columns mismatch.
+    let mut s2 = s.clone();
+    s2.columns[1] = "B".into();
+    let e = l.detect(&s2, None).unwrap_err();
+    assert!(matches!(e, VaeError::ColumnMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("\"b\""), "{e}");
+    let mut s3 = s.clone();
+    s3.columns.pop();
+    s3.values = s3.values.chunks(3).flat_map(|r| r[..2].to_vec()).collect();
+    assert!(matches!(l.detect(&s3, None), Err(VaeError::ColumnMismatch { .. })));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_row_scored_and_anomaly_separated() {
+    let (a0, len) = (760, 15);
+    let s = synth(1000, 600, Some((a0, len)));
+    let d = fit(&s);
+    for stride in [1, 4, 16, 100] {
+        let r = d.detect(&s, Some(stride)).unwrap();
+        assert_eq!(r.score.len(), 1000);
+        assert_eq!(r.top_dims.len(), 1000);
+        assert!(r.score.iter().all(|v| v.is_finite()));
+        let inside = r.score[a0..a0 + len].iter().cloned().fold(f64::INFINITY, f64::min);
+        let outside =
+            r.score[..a0 - 16].iter().chain(&r.score[a0 + len + 16..]).cloned().fold(f64::NEG_INFINITY, f64::max);
+        assert!(inside > outside, "stride {stride}: min inside {inside} <= max outside {outside}");
+        // The shifted column is the top contributor inside the anomaly.
+        assert!(r.top_dims[a0 + 5][0] == 1, "{:?}", r.top_dims[a0 + 5]);
+        assert!(r.is_anomaly[a0 + 5]);
+    }
+    // Series shorter than the window: still one score per row.
+    let short = Series { values: s.values[..5 * 3].to_vec(), n_rows: 5, train_end: 0, ..s.clone() };
+    let r = d.detect(&short, None).unwrap();
+    assert_eq!(r.score.len(), 5);
+    assert!(r.score.iter().all(|v| v.is_finite()));
+    // Empty series: zero rows.
+    let empty = Series { values: vec![], n_rows: 0, train_end: 0, ..s.clone() };
+    assert_eq!(d.detect(&empty, None).unwrap().score.len(), 0);
+}
+
+#[test]
+fn training_prefix_too_short_is_an_error() {
+    let s = synth(100, 10, None);
+    let e = Detector::fit(&s, &opts(), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("window"), "{e}");
+}
