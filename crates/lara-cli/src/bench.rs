@@ -18,6 +18,9 @@ pub enum BenchCommand {
     /// The VAE detector on a panel of benchmark files beside the TSB-AD peers (accuracy per
     /// dataset group, seconds per file, peak memory), plus training and scoring speed.
     Detect(crate::bench_detect::DetectBenchArgs),
+    /// LARA vs. no adaptation, fine-tuning, scratch training and a full retrain after a
+    /// normal-pattern change (cross-entity pairs and a synthetic shift).
+    Adapt(crate::bench_adapt::AdaptBenchArgs),
 }
 
 /// Shown after the options in `--help`.
@@ -60,6 +63,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Metrics(a) => metrics(a),
         BenchCommand::Detect(a) => crate::bench_detect::run(a),
+        BenchCommand::Adapt(a) => crate::bench_adapt::run(a),
     }
 }
 

@@ -186,8 +186,10 @@ fn group_summary(results: &[FileResult], peers: &PeerResults) -> Vec<GroupRow> {
     let mut rows = Vec::new();
     for (g, rs) in groups {
         let n = rs.len() as f64;
-        let means =
-            METRICS.iter().map(|k| (k.to_string(), rs.iter().map(|r| r.metrics[*k].unwrap_or(f64::NAN)).sum::<f64>() / n)).collect();
+        let means = METRICS
+            .iter()
+            .map(|k| (k.to_string(), rs.iter().map(|r| r.metrics[*k].unwrap_or(f64::NAN)).sum::<f64>() / n))
+            .collect();
         rows.push(GroupRow {
             group: g.to_string(),
             method: "lara".into(),
@@ -237,10 +239,7 @@ fn print_tables(results: &[FileResult], peers: &PeerResults, peak: Option<f64>, 
             ]
         })
         .collect();
-    print!(
-        "{}",
-        table(&["file", "VUS-PR", "AUC-PR", "PA-F1", "Aff-F", "sec", "omni_sec", "speedup", "alarm%"], &rows)
-    );
+    print!("{}", table(&["file", "VUS-PR", "AUC-PR", "PA-F1", "Aff-F", "sec", "omni_sec", "speedup", "alarm%"], &rows));
     println!();
     let groups = group_summary(results, peers);
     let rows: Vec<Vec<String>> = groups
@@ -260,10 +259,12 @@ fn print_tables(results: &[FileResult], peers: &PeerResults, peak: Option<f64>, 
     // Targets: VUS-PR ≥ best deep peer and ≥ PCA per group; time ≤ 1/10 of OmniAnomaly's.
     let mut target_rows = Vec::new();
     for g in groups.iter().filter(|g| g.method == "lara") {
-        let peer_mean = |m: &str| groups.iter().find(|x| x.group == g.group && x.method == m).map(|x| x.means["VUS-PR"]);
-        let best_deep = DEEP_PEERS.iter().filter_map(|m| peer_mean(m).map(|v| (v, *m))).fold(None, |a: Option<(f64, &str)>, b| {
-            Some(a.map_or(b, |a| if b.0 > a.0 { b } else { a }))
-        });
+        let peer_mean =
+            |m: &str| groups.iter().find(|x| x.group == g.group && x.method == m).map(|x| x.means["VUS-PR"]);
+        let best_deep = DEEP_PEERS
+            .iter()
+            .filter_map(|m| peer_mean(m).map(|v| (v, *m)))
+            .fold(None, |a: Option<(f64, &str)>, b| Some(a.map_or(b, |a| if b.0 > a.0 { b } else { a })));
         let pca = peer_mean("PCA");
         let omni_s = groups.iter().find(|x| x.group == g.group && x.method == "OmniAnomaly").map(|x| x.seconds);
         let ours = g.means["VUS-PR"];

@@ -1,6 +1,9 @@
 //! `lara`: unsupervised anomaly detection on multivariate time series.
 
+mod adapt_cmds;
+mod alloc_meter;
 mod bench;
+mod bench_adapt;
 mod bench_detect;
 mod data_args;
 mod demo;
@@ -12,6 +15,9 @@ mod threshold;
 mod vae_cmds;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOC: alloc_meter::MeteredAlloc = alloc_meter::MeteredAlloc;
 
 /// lara — anomaly detection on multivariate time series (service metrics: CPU, latency,
 /// request counts, …), with honest evaluation.
@@ -41,6 +47,9 @@ enum Command {
     /// Score every row of a data file with a trained detector: score, threshold, is_anomaly,
     /// top_dims.
     Detect(vae_cmds::DetectArgs),
+    /// LARA: adapt a trained detector to a new normal pattern from a few rows (e.g. 40),
+    /// in milliseconds, without the old training data.
+    Adapt(adapt_cmds::AdaptArgs),
     /// Compute the TSB-AD metric suite (VUS-PR, AUC-PR, F1 family, affiliation) of a score
     /// series against the labels of a data file.
     Eval(eval::EvalArgs),
@@ -61,6 +70,7 @@ fn main() -> std::process::ExitCode {
     let result = match &cli.command {
         Command::Train(a) => vae_cmds::train(a),
         Command::Detect(a) => vae_cmds::detect(a),
+        Command::Adapt(a) => adapt_cmds::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(b) => bench::run(b),

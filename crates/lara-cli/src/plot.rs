@@ -187,11 +187,18 @@ mod tests {
     #[test]
     fn writes_a_decodable_png() {
         let n = 500;
-        let scores: Vec<f64> = (0..n).map(|t| if (300..320).contains(&t) { 5.0 } else { (t as f64).sin().abs() }).collect();
+        let scores: Vec<f64> =
+            (0..n).map(|t| if (300..320).contains(&t) { 5.0 } else { (t as f64).sin().abs() }).collect();
         let labels: Vec<u8> = (0..n).map(|t| u8::from((300..320).contains(&t))).collect();
         let col: Vec<f64> = (0..n).map(|t| (t as f64 * 0.1).sin()).collect();
         let path = std::env::temp_dir().join(format!("lara-plot-test-{}.png", std::process::id()));
-        let plot = DetectionPlot { columns: vec![col], scores: &scores, threshold: Some(2.0), labels: Some(&labels), train_end: 100 };
+        let plot = DetectionPlot {
+            columns: vec![col],
+            scores: &scores,
+            threshold: Some(2.0),
+            labels: Some(&labels),
+            train_end: 100,
+        };
         write_detection_plot(&path, &plot).unwrap();
         let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
         let reader = decoder.read_info().unwrap();

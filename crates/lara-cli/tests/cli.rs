@@ -230,13 +230,32 @@ fn train_then_detect_end_to_end() {
     let data = shared().join("data/tsbad/081_NAB_id_28_WebService_tr_246_1st_340.csv");
     let model = dir.join("m.lara");
     let out = lara(&[
-        "train", "--data", data.to_str().unwrap(), "--model", model.to_str().unwrap(),
-        "--window", "32", "--epochs", "3", "--max-steps", "40", "--seed", "3",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--window",
+        "32",
+        "--epochs",
+        "3",
+        "--max-steps",
+        "40",
+        "--seed",
+        "3",
     ]);
     assert!(out.status.success(), "train: {}", String::from_utf8_lossy(&out.stderr));
     assert!(model.is_file());
     let scores = dir.join("scores.csv");
-    let out = lara(&["detect", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", scores.to_str().unwrap()]);
+    let out = lara(&[
+        "detect",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "detect: {}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&scores).unwrap();
     let mut lines = text.lines();
@@ -252,22 +271,166 @@ fn train_then_detect_end_to_end() {
         assert_eq!(f[4], "value");
     }
     // The score file feeds straight into `lara eval`.
-    let out = lara(&["eval", "--data", data.to_str().unwrap(), "--scores", scores.to_str().unwrap(), "--format", "json"]);
+    let out =
+        lara(&["eval", "--data", data.to_str().unwrap(), "--scores", scores.to_str().unwrap(), "--format", "json"]);
     assert!(out.status.success(), "eval: {}", String::from_utf8_lossy(&out.stderr));
 
     // A truncated model file is rejected with its path in the message.
     let bytes = std::fs::read(&model).unwrap();
     let broken = dir.join("broken.lara");
     std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
-    let out = lara(&["detect", "--model", broken.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", dir.join("x.csv").to_str().unwrap()]);
+    let out = lara(&[
+        "detect",
+        "--model",
+        broken.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.join("x.csv").to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.lara"));
     assert!(!dir.join("x.csv").exists(), "no output on failure");
 
     // A file without the model's column is rejected, naming the column.
     let other = shared().join("data/tsbad/042_MSL_id_1_Sensor_tr_2158_1st_2708.csv");
-    let out = lara(&["detect", "--model", model.to_str().unwrap(), "--data", other.to_str().unwrap(), "--out", dir.join("y.csv").to_str().unwrap()]);
+    let out = lara(&[
+        "detect",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        other.to_str().unwrap(),
+        "--out",
+        dir.join("y.csv").to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("value"), "{err}");
+}
+
+/// `lara adapt` on the first rows of another entity: a new model file that records its
+/// parent and that `lara detect` reads unchanged; too few rows and foreign columns are errors.
+#[test]
+fn adapt_then_detect_end_to_end() {
+    let dir = tmp_dir("adapt");
+    let old_data = shared().join("data/tsbad/078_NAB_id_24_WebService_tr_243_1st_244.csv");
+    let new_data = shared().join("data/tsbad/079_NAB_id_25_WebService_tr_243_1st_565.csv");
+    let old = dir.join("old.lara");
+    let out = lara(&[
+        "train",
+        "--data",
+        old_data.to_str().unwrap(),
+        "--model",
+        old.to_str().unwrap(),
+        "--window",
+        "20",
+        "--max-steps",
+        "40",
+        "--hidden",
+        "32",
+    ]);
+    assert!(out.status.success(), "train: {}", String::from_utf8_lossy(&out.stderr));
+    let new = dir.join("new.lara");
+    let out = lara(&[
+        "adapt",
+        "--model",
+        old.to_str().unwrap(),
+        "--data",
+        new_data.to_str().unwrap(),
+        "--slots",
+        "40",
+        "--out",
+        new.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "adapt: {}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("generation 1") && said.contains("old.lara"), "{said}");
+    let bytes = std::fs::read(&new).unwrap();
+    let header = String::from_utf8_lossy(&bytes[..bytes.len().min(200_000)]);
+    assert!(header.contains("\"adaptation\"") && header.contains("\"parent\""), "adapted file lacks its lineage");
+    let scores = dir.join("scores.csv");
+    let out = lara(&[
+        "detect",
+        "--model",
+        new.to_str().unwrap(),
+        "--data",
+        new_data.to_str().unwrap(),
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "detect: {}", String::from_utf8_lossy(&out.stderr));
+    let rows = std::fs::read_to_string(&scores).unwrap().lines().count() - 1;
+    assert_eq!(rows, std::fs::read_to_string(&new_data).unwrap().lines().count() - 1);
+    // Chained: adapting the adapted model gives generation 2.
+    let newer = dir.join("newer.lara");
+    let out = lara(&[
+        "adapt",
+        "--model",
+        new.to_str().unwrap(),
+        "--data",
+        new_data.to_str().unwrap(),
+        "--slots",
+        "60",
+        "--out",
+        newer.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("generation 2"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Fewer rows than one window.
+    let out = lara(&[
+        "adapt",
+        "--model",
+        old.to_str().unwrap(),
+        "--data",
+        new_data.to_str().unwrap(),
+        "--slots",
+        "5",
+        "--out",
+        dir.join("x.lara").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("window"));
+    assert!(!dir.join("x.lara").exists());
+    // Data without the model's columns.
+    let msl = shared().join("data/tsbad/042_MSL_id_1_Sensor_tr_2158_1st_2708.csv");
+    let out = lara(&[
+        "adapt",
+        "--model",
+        old.to_str().unwrap(),
+        "--data",
+        msl.to_str().unwrap(),
+        "--out",
+        dir.join("y.lara").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("value"));
+}
+
+#[test]
+fn bench_adapt_reports_every_method() {
+    let out = lara(&[
+        "bench",
+        "adapt",
+        "--data-dir",
+        shared().join("data/tsbad").to_str().unwrap(),
+        "--scenarios",
+        "shift",
+        "--slots",
+        "40",
+        "--window",
+        "20",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let methods: Vec<&str> = v["summary"].as_array().unwrap().iter().map(|r| r["method"].as_str().unwrap()).collect();
+    for m in ["none", "full", "lara", "finetune", "scratch"] {
+        assert!(methods.contains(&m), "{m} missing from {methods:?}");
+    }
+    let lara_runs: Vec<&Value> = v["runs"].as_array().unwrap().iter().filter(|r| r["method"] == "lara").collect();
+    assert!(!lara_runs.is_empty());
+    for r in lara_runs {
+        assert!(r["vus_pr"].as_f64().is_some(), "{r}");
+        assert!(r["adapter_bytes"].as_u64().unwrap() < 64 * 1024);
+    }
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::file::{self, FORMAT_VERSION};
 use crate::score::{score_rows, ScoreKind, StepScores};
-use crate::train::{train_vae, Progress, TrainConfig, TrainReport};
+use crate::train::{train_vae, train_vae_from, Progress, TrainConfig, TrainReport};
 use crate::vae::{Vae, VaeConfig};
 use crate::VaeError;
 
@@ -90,6 +90,10 @@ pub struct ModelMeta {
     /// SHA-256 (hex) of the training prefix: column names and `f32` little-endian values.
     pub train_data_sha256: String,
     pub report: TrainReport,
+    /// Present when this model is an adapted version of another (LARA): the adapter applied
+    /// on top of the frozen VAE and a pointer to the parent model. See [`crate::adapt`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptation: Option<crate::adapt::Adaptation>,
 }
 
 /// A trained detector.
@@ -166,8 +170,26 @@ impl Detector {
             train_rows: train_end,
             train_data_sha256: training_hash(&train_series),
             report,
+            adaptation: None,
         };
         Ok(Detector { meta, vae })
+    }
+
+    /// Fine-tuning baseline for LARA: continues training **all** VAE weights on every row of
+    /// `new` (scaled with the frozen scaler), starting from the current weights, with `cfg`'s
+    /// optimiser settings; re-calibrates the threshold on `new`'s scores. An adapted model
+    /// loses its adapter (the weights themselves move).
+    pub fn fine_tune(&self, new: &Series, cfg: &TrainConfig) -> Result<Detector, VaeError> {
+        let scaled = self.scale(new)?;
+        let window = self.meta.options.window;
+        let (vae, report) =
+            train_vae_from(Some(&self.vae), &scaled, new.n_cols(), new.n_rows, window, cfg, &mut |_| {})?;
+        let mut out = Detector { meta: self.meta.clone(), vae };
+        out.meta.adaptation = None;
+        out.meta.report = report;
+        let steps = out.score_scaled(&scaled, new.n_rows, self.meta.options.effective_stride())?;
+        out.meta.threshold = fit_threshold(&steps.score, self.meta.options.risk, self.meta.options.init_level)?;
+        Ok(out)
     }
 
     /// Checks that `series` has the model's columns (same names, same order).
@@ -207,12 +229,31 @@ impl Detector {
     pub fn detect(&self, series: &Series, stride: Option<usize>) -> Result<Detection, VaeError> {
         let scaled = self.scale(series)?;
         let stride = stride.unwrap_or_else(|| self.meta.options.effective_stride()).max(1);
-        let mut steps = score_rows(&self.vae, &scaled, series.n_rows, stride, self.meta.options.score_kind);
-        crate::score::smooth(&mut steps, self.meta.options.effective_smooth());
+        let steps = self.score_scaled(&scaled, series.n_rows, stride)?;
         let thr = self.meta.threshold.value;
         let is_anomaly = steps.score.iter().map(|&s| s > thr).collect();
         let top_dims = (0..series.n_rows).map(|t| steps.top_dims(t, 3)).collect();
         Ok(Detection { score: steps.score.clone(), threshold: thr, is_anomaly, top_dims, steps })
+    }
+
+    /// Row scores of already-scaled values (`n_rows × m`): the VAE's reconstruction, through
+    /// the adapter when the model is adapted, then the model's smoothing.
+    pub fn score_scaled(&self, scaled: &[f32], n_rows: usize, stride: usize) -> Result<StepScores, VaeError> {
+        let kind = self.meta.options.score_kind;
+        let mut steps = match &self.meta.adaptation {
+            None => score_rows(&self.vae, scaled, n_rows, stride, kind),
+            Some(a) => crate::score::score_rows_with(&self.vae, scaled, n_rows, stride, kind, &|x, _n| {
+                // Dimensions are checked when the adapter is attached or loaded; a failure
+                // here can only come from non-finite model output, which then shows as NaN
+                // scores and is reported below.
+                lara_adapt::reconstruct(&self.vae, &a.adapter, x).unwrap_or_else(|_| vec![f32::NAN; x.len()])
+            }),
+        };
+        crate::score::smooth(&mut steps, self.meta.options.effective_smooth());
+        if let Some(t) = steps.score.iter().position(|s| !s.is_finite()) {
+            return Err(VaeError::Invalid(format!("the model produced a non-finite score at row {}", t + 1)));
+        }
+        Ok(steps)
     }
 
     /// The model file bytes.
@@ -246,6 +287,9 @@ impl Detector {
             });
         }
         let vae = file::vae_from_tensors(path, meta.arch.clone(), &c.tensors)?;
+        if let Some(a) = &meta.adaptation {
+            a.check(&vae).map_err(|detail| VaeError::Corrupt { path: path.to_path_buf(), detail })?;
+        }
         Ok(Detector { meta, vae })
     }
 

@@ -40,6 +40,7 @@
 //!   (one core gives almost the same: the step is bound by memory traffic of the
 //!   3800×256 weight matrices and Adam's state); hidden 128: 4–5 ms.
 
+pub mod adapt;
 pub mod detector;
 pub mod error;
 pub mod file;
@@ -49,6 +50,7 @@ pub mod score;
 pub mod train;
 pub mod vae;
 
+pub use adapt::{Adaptation, ParentRef};
 pub use detector::{Detection, Detector, FitOptions, ModelMeta, ThresholdInfo};
 pub use error::VaeError;
 pub use score::{score_rows, score_rows_with, ScoreKind, StepScores};

@@ -21,7 +21,7 @@ pub fn pot(scores: &[f64], risk: f64, init_level: f64) -> Result<(f64, &'static 
             | ThresholdError::LevelOutOfRange(_)),
         ) => Err(VaeError::Threshold(e.to_string())),
         Err(e) => {
-            tracing::warn!("POT not applicable ({e}); using the empirical quantile of the training scores");
+            tracing::info!("POT not applicable ({e}); using the empirical quantile of the training scores");
             let mut s = scores.to_vec();
             s.sort_by(f64::total_cmp);
             let n = s.len();

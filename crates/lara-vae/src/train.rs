@@ -199,6 +199,29 @@ pub fn train_vae(
     cfg: &TrainConfig,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Vae, TrainReport), VaeError> {
+    train_vae_from(None, values, n_cols, train_end, window, cfg, progress)
+}
+
+/// As [`train_vae`], but starting from the weights of `init` when given (fine-tuning: the
+/// architecture fields of `cfg` are then ignored, `window` must be `init`'s).
+pub fn train_vae_from(
+    init: Option<&Vae>,
+    values: &[f32],
+    n_cols: usize,
+    train_end: usize,
+    window: usize,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Vae, TrainReport), VaeError> {
+    if let Some(v) = init {
+        if v.window() != window || v.n_features() != n_cols {
+            return Err(VaeError::Invalid(format!(
+                "fine-tuning a window-{}×{} model on window-{window}×{n_cols} data",
+                v.window(),
+                v.n_features()
+            )));
+        }
+    }
     let t0 = std::time::Instant::now();
     if n_cols == 0 {
         return Err(VaeError::Invalid("the series has no feature column".into()));
@@ -234,7 +257,10 @@ pub fn train_vae(
         latent: cfg.latent,
         activation: cfg.activation,
     };
-    let mut vae = Vae::new(vcfg, &mut rng);
+    let mut vae = match init {
+        Some(v) => v.clone(),
+        None => Vae::new(vcfg, &mut rng),
+    };
     let mut adam = Adam::new(vae.params.len(), cfg.lr);
     let mut grad = vec![0.0f32; vae.params.len()];
     let steps_per_epoch = train_starts.len().div_ceil(cfg.batch);

@@ -1,0 +1,107 @@
+//! LARA (Chen et al., WWW 2024): adapt a frozen VAE detector to a new normal pattern from a
+//! few windows, without retraining it. The method and its open questions are in
+//! `/work/shared/docs/lara.md` ("the digest"; section numbers below refer to it).
+//!
+//! # Pipeline
+//!
+//! [`adapt`] (or [`adapt_rows`], which first cuts windows from rows) on new windows
+//! `x_1..x_B` of a [`FrozenVae`]:
+//! 1. [`RuminateBlock`] (§3): restore `n` historical look-alikes `x̄_j = μ_θ(z_j)`,
+//!    `z_j ~ q_φ(z|x_b)`, and estimate `z̃_b = E[z | x_b, x̄_{b,1..n}]` by self-normalised
+//!    importance sampling in log space (seeded ChaCha8, one stream per window);
+//! 2. fit `M_z` (`d_z × d_z` + bias) on `(μ_φ(x_b) → z̃_b)`;
+//! 3. with `M_z` fixed, fit `M_x` (`m × m` + bias, shared over the time steps) on
+//!    `(μ_θ(M_z μ_φ(x_b))_t → x_{b,t})`.
+//!
+//! Each fit is a ridge least-squares problem pulled toward an anchor map, solved in closed
+//! form ([`fit_ridge_to_identity`], Cholesky in `f64`) or by gradient descent
+//! ([`Solver::Gradient`], same optimum). Inference: `x̂ = M_x(μ_θ(M_z(μ_φ(x))))`
+//! ([`reconstruct`], [`score_windows`], [`score_rows`]); threshold re-calibration on
+//! [`adaptation_scores`].
+//!
+//! # Choices (digest §9 ambiguity table)
+//!
+//! | # | Resolution here |
+//! |---|-----------------|
+//! | 1 | Two convex stages (§5 c); the decoder is never differentiated. `M_x` is trained on exactly its inference input `μ_θ(M_z μ_φ(x))`. |
+//! | 2 | `M_z`: full `d_z × d_z` + bias. `M_x`: `m × m` + bias applied per time step ([`AffineMap::apply`] on `n·w` rows). |
+//! | 3 | [`Proposal::Pooled`] by default (below); [`Proposal::Encoder`] (q(z\|x)) and the paper's [`Proposal::Prior`] as options. `n = 8`, `N = 256`. |
+//! | 4 | Encoder means for the fit inputs `μ_φ(x)`; look-alikes are decoder means of encoder *samples*. |
+//! | 5 | The model's fixed per-feature (length `m`) or per-element (`w·m`) decoder log-variance ([`FrozenVae::output_log_var`]). |
+//! | 6 | The two stages decouple, so the loss weight `λ_x` is moot. Closed form by default. |
+//! | 7 | Ridge toward the anchor, `λ > 0` always ([`Ridge`] is validated `> 0`): `AᵀA + Λ` is positive definite from one row on, so 1 window never fails or interpolates. |
+//! | 8 | Per-step NLL (with constants) or SSE; [`score_rows`] uses `lara-vae`'s covering-window rule. |
+//! | 9 | Any number of windows; [`adapt_rows`] cuts covering windows with `stride` (43 rows, `w = 40`, stride 1 → 4 windows). |
+//! | 10 | Any window-level Gaussian VAE through [`FrozenVae`]. |
+//! | 11 | Chained: see below ([`ChainPolicy`]). |
+//!
+//! **Ridge** ([`Ridge`]): `min Σ‖W u + b − v‖² + λ_W‖W − A‖² + λ_b‖b − a‖²`, with
+//! `λ_W = κ · s̄` (`s̄` = mean squared input coordinate), so `κ` reads as "the anchor is worth
+//! `κ` rows" whatever the data scale; the bias is unpenalised by default (§5), so the fit
+//! always matches the targets' mean. Defaults: `M_z` `κ = 1` window with the bias penalised
+//! too (a deviation from §5's `Λ`), `M_x` `κ = 2m` steps ([`Ridge::per_dim`]`(2.0)`), bias
+//! free. Evidence (held-out NLL):
+//! * linear-Gaussian toys (`examples/tune_defaults.rs`, `m = 8` and `38`, 1 and 4 windows):
+//!   `κ_x ≈ m` is best (within 1 %), `2m` within 2–6 %; `κ_x = 0.5` makes one 40-step window
+//!   with `m = 38` *worse* than no adaptation (interpolation), `κ_x ≥ 128` under-adapts;
+//!   `κ_z` has no measurable effect (an exact encoder gives `z̃ ≈ μ_φ(x)`);
+//! * a trained `lara-vae` model (a one-off cross-check during development, `m = 38`, `d_z = 32`, two synthetic changes, 40 /
+//!   43 / 100 slots): `κ_x = 2m`–`4m` beats `m` clearly (e.g. 43 slots: 376 vs 472 and 168 vs
+//!   255 nats/row) and hurts least when there was no change; penalising `M_z`'s bias improves
+//!   6 of 7 cells (e.g. 362 → 338, no-change −57 → −61); penalising `M_x`'s bias is
+//!   catastrophic for a level shift (9 102 vs 307), so it stays free.
+//!
+//! **Ruminate likelihood** (digest tag \[INF\], exact for a fixed-variance Gaussian decoder):
+//! `log p(x|z) + Σ_j log p(x̄_j|z) = −½ (n+1) Σ_e (c_e − μ_θ(z)_e)²/σ²_e + const`,
+//! `c = (x + Σ_j x̄_j)/(n+1)`: one pass over `w·m` per candidate.
+//!
+//! **Proposal.** With `d_z = 32` and `n = 8` the target posterior is `≈ n+1` times narrower
+//! than `q_φ(z|x)`, and with the encoder proposal the 256 weights collapse onto one sample
+//! (ESS ≈ 1, error ≈ 2 posterior sd on the linear-Gaussian toy); the prior proposal is far
+//! worse (ESS 1, 14–80 sd). [`Proposal::Pooled`] draws from the product-of-experts Gaussian
+//! `p(z) · (q_φ(z|c)/p(z))^{n+1}` (the encoder at `c`, counted `n + 1` times; exact for a
+//! linear-Gaussian model) and lets SNIS correct the rest: ESS ≈ 185/256, error 0.07 sd.
+//! On a trained `lara-vae` model every proposal still collapses (ESS ≈ 1: the log-weights
+//! span thousands of nats), `z̃` is then the best of the `N` draws; an optional ESS floor
+//! ([`RuminateBlock::min_ess`], off by default) tempers the weights instead, which did not
+//! adapt better there.
+//!
+//! **Chained changes** ([`Adapter::adapt_again`], [`ChainPolicy`]): the adapter is always
+//! expressed on the *base* model. Adapting an adapted model runs the ruminate block through
+//! the current adapted model ([`AdaptedVae`]: encoder mean `M_z μ_φ`, decoder `M_x μ_θ`, so
+//! "history" is the most recent pattern), then re-fits both maps on base quantities with the
+//! ridge anchored at the previous adapter (default, warm start) or at the identity. The result
+//! replaces the previous adapter: constant size, no parent chain (affine maps compose — see
+//! [`AffineMap::compose`] — so nothing is lost by not keeping one); `generation` counts steps.
+//! With enough data (ridge → 0) both anchors give the same maps (tested).
+//!
+//! **Size**: `4·(d_z² + d_z + m² + m)` bytes of `f32` parameters ([`Adapter::param_bytes`]):
+//! 16 544 B for `d_z = 32`, `m = 55` (JSON ≈ 51 KB; store the four tensors raw if it matters).
+//!
+//! **Speed** (`examples/adapt_speed.rs`, random 2-layer MLP VAE, hidden 256, single thread,
+//! `d_z = 32`, `N = 256`, one window): ≈ 5 ms (`w = 40, m = 38`), ≈ 7 ms (`m = 55`),
+//! ≈ 11 ms (`w = 100, m = 38`); ~70 % of it is the model's own GEMMs (256 decodes). With the
+//! real `lara-vae` model (same cross-check, `w = 40, m = 38`, 2 rayon threads): median ≈ 4–6 ms.
+//!
+//! # Use with the lara detector
+//!
+//! `lara-vae` implements [`FrozenVae`] for its `Vae` and offers `Detector::adapt`, which keeps
+//! the adapter and its parent in the model file; `lara adapt` and `lara bench adapt` drive it.
+
+mod adapter;
+mod affine;
+pub mod data;
+mod error;
+pub mod model;
+pub mod ridge;
+pub mod ruminate;
+
+pub use adapter::{
+    adapt, adapt_rows, adapt_with_report, adaptation_scores, reconstruct, score_rows, score_windows, window_starts,
+    AdaptConfig, AdaptReport, Adapter, ChainPolicy, ScoreKind, Solver,
+};
+pub use affine::AffineMap;
+pub use error::AdaptError;
+pub use model::{AdaptedVae, FrozenVae, ModelDims};
+pub use ridge::{fit_ridge_gradient, fit_ridge_to_identity, NormalEquations, Penalty, Ridge};
+pub use ruminate::{PosteriorEstimate, Proposal, RuminateBlock, RuminateOutput};

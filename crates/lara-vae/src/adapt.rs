@@ -1,0 +1,120 @@
+//! LARA on the detector: adapting a trained [`Detector`] to a new normal pattern from a few
+//! rows, without its training data (crate `lara-adapt` holds the method; this module plugs
+//! the VAE into it and keeps the adapter and its lineage in the model file).
+//!
+//! Policy for chained changes: an adapted model adapts again on top of its adapter
+//! ([`lara_adapt::Adapter::adapt_again`], ridge anchored at the previous adapter); the base
+//! VAE weights and scaler are never changed, so every generation stays expressible as one
+//! pair of affine maps on the base model, the file size stays constant, and the parent file
+//! is the rollback point (its path and SHA-256 are recorded).
+
+use lara_adapt::{AdaptConfig, AdaptReport, Adapter, FrozenVae};
+use lara_core::Series;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+use crate::detector::{fit_threshold, Detector, ThresholdInfo};
+use crate::vae::Vae;
+use crate::VaeError;
+
+impl FrozenVae for Vae {
+    fn window_len(&self) -> usize {
+        self.window()
+    }
+    fn n_features(&self) -> usize {
+        Vae::n_features(self)
+    }
+    fn latent_dim(&self) -> usize {
+        self.latent()
+    }
+    fn encode(&self, windows: &[f32], n: usize) -> (Vec<f32>, Vec<f32>) {
+        Vae::encode(self, windows, n)
+    }
+    fn decode_mean(&self, z: &[f32], n: usize) -> Vec<f32> {
+        Vae::decode_mean(self, z, n)
+    }
+    fn output_log_var(&self) -> &[f32] {
+        self.obs_logvar()
+    }
+}
+
+/// The model a new version was adapted from: the rollback point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// The parent file as it was named when adapting.
+    pub path: String,
+    /// SHA-256 (hex) of the parent file's bytes.
+    pub sha256: String,
+}
+
+/// What makes a model an adapted version: the LARA adapter, where it came from, and the
+/// threshold the base model had.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Adaptation {
+    pub adapter: Adapter,
+    pub config: AdaptConfig,
+    pub report: AdaptReport,
+    /// Rows of the new pattern the adapter was fitted on.
+    pub rows: usize,
+    pub parent: Option<ParentRef>,
+    /// The threshold of the base model, before re-calibration.
+    pub base_threshold: ThresholdInfo,
+}
+
+impl Adaptation {
+    /// Checks the adapter's shapes against the VAE (used when loading a file).
+    pub fn check(&self, vae: &Vae) -> Result<(), String> {
+        let (d, m) = (vae.latent(), Vae::n_features(vae));
+        if self.adapter.m_z.dim != d || self.adapter.m_x.dim != m {
+            return Err(format!(
+                "adapter shapes (M_z {0}×{0}, M_x {1}×{1}) do not fit the VAE (latent {d}, {m} features)",
+                self.adapter.m_z.dim, self.adapter.m_x.dim
+            ));
+        }
+        self.adapter.m_z.validate().and_then(|_| self.adapter.m_x.validate()).map_err(|e| format!("adapter: {e}"))
+    }
+}
+
+/// SHA-256 (hex) of a file's bytes.
+pub fn file_sha256(path: &Path) -> Result<String, VaeError> {
+    let bytes = std::fs::read(path).map_err(|e| VaeError::Io { path: path.to_path_buf(), source: e })?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Detector {
+    /// LARA (WWW 2024): a new version of this detector adapted to the normal pattern of
+    /// `new` (every row of it is new-pattern data; the caller slices the first K rows). The
+    /// VAE and scaler stay frozen; the ruminate block and the two convex fits produce
+    /// `M_z`, `M_x` ([`lara_adapt::adapt_rows`]); the threshold is re-calibrated on the adapted
+    /// scores of `new` (POT, falling back to the empirical quantile when the few scores have
+    /// no usable tail). `parent` is recorded as the rollback point.
+    pub fn adapt(
+        &self,
+        new: &Series,
+        cfg: &AdaptConfig,
+        parent: Option<ParentRef>,
+    ) -> Result<(Detector, AdaptReport), VaeError> {
+        let scaled = self.scale(new)?;
+        let previous = self.meta.adaptation.as_ref().map(|a| &a.adapter);
+        let (adapter, report) = lara_adapt::adapt_rows(&self.vae, previous, &scaled, new.n_cols(), cfg)
+            .map_err(|e| VaeError::Invalid(format!("adaptation: {e}")))?;
+        let base_threshold = match &self.meta.adaptation {
+            Some(a) => a.base_threshold.clone(),
+            None => self.meta.threshold.clone(),
+        };
+        let mut out = self.clone();
+        out.meta.adaptation = Some(Adaptation {
+            adapter,
+            config: cfg.clone(),
+            report: report.clone(),
+            rows: new.n_rows,
+            parent,
+            base_threshold,
+        });
+        let stride = self.meta.options.effective_stride();
+        let steps = out.score_scaled(&scaled, new.n_rows, stride)?;
+        out.meta.threshold = fit_threshold(&steps.score, self.meta.options.risk, self.meta.options.init_level)?;
+        Ok((out, report))
+    }
+}
