@@ -166,18 +166,16 @@ pub fn write_detection_plot(path: &Path, plot: &DetectionPlot) -> Result<()> {
 }
 
 fn write_png(path: &Path, c: &Canvas) -> Result<()> {
-    let tmp = path.with_extension("png.tmp");
+    let mut bytes = Vec::new();
     {
-        let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), c.width as u32, c.height as u32);
+        let mut enc = png::Encoder::new(&mut bytes, c.width as u32, c.height as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         let mut w = enc.write_header().context("writing PNG header")?;
         w.write_image_data(&c.pixels).context("writing PNG data")?;
         w.finish().context("finishing PNG")?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    lara_core::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use lara_core::read_scores;
 use lara_metrics::threshold::{mean_k_sigma, pot, top_k_percent, Spot, SpotDecision};
-use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -90,17 +89,11 @@ pub fn run(args: &ThresholdArgs) -> Result<()> {
     };
     let alarms = scores.iter().zip(&thresholds).filter(|(s, t)| s > t).count();
     if let Some(path) = &args.out {
-        let tmp = path.with_extension("csv.tmp");
-        let mut w = std::io::BufWriter::new(
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-        );
-        writeln!(w, "score,threshold,is_anomaly")?;
+        let mut text = String::from("score,threshold,is_anomaly\n");
         for (s, t) in scores.iter().zip(&thresholds) {
-            writeln!(w, "{s},{t},{}", u8::from(s > t))?;
+            text.push_str(&format!("{s},{t},{}\n", u8::from(s > t)));
         }
-        w.flush()?;
-        drop(w);
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        lara_core::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     }
     let last = *thresholds.last().expect("scores are not empty");
     match args.format {

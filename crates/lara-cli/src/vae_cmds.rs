@@ -4,7 +4,6 @@
 //! `Train(vae_cmds::TrainArgs)` / `Detect(vae_cmds::DetectArgs)` calling
 //! [`train`] / [`detect`]; lara-cli depends on `lara-vae`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -314,22 +313,7 @@ pub fn write_detection_csv(path: &Path, series: &Series, r: &Detection) -> Resul
             csv_field(&dims.join(";"))
         ));
     }
-    write_atomic(path, out.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    lara_core::write_atomic(path, out.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
-}

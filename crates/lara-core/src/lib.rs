@@ -8,6 +8,7 @@ pub mod reader;
 pub mod scale;
 pub mod series;
 pub mod window;
+pub mod write;
 
 pub use error::{CoreError, Location};
 pub use period::{acf, find_length_rank, DEFAULT_PERIOD};
@@ -17,3 +18,4 @@ pub use reader::{
 pub use scale::{Scaler, ScalerKind};
 pub use series::Series;
 pub use window::{WindowIter, Windows};
+pub use write::write_atomic;

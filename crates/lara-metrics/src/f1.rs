@@ -73,7 +73,7 @@ pub fn point_adjust(labels: &[u8], pred: &[bool]) -> Vec<bool> {
 
 /// sklearn `f1_score` for the positive class from counts: `2TP / (2TP + FP + FN)`, 0 when the
 /// denominator is 0.
-fn f1_from_counts(tp: usize, fp: usize, fn_: usize) -> f64 {
+pub(crate) fn f1_from_counts(tp: usize, fp: usize, fn_: usize) -> f64 {
     let denom = 2 * tp + fp + fn_;
     if denom == 0 {
         0.0

@@ -5,6 +5,8 @@
 //! only when `c > K/100 · L`. `K = 0` is plain point adjustment (one hit adjusts the segment),
 //! `K = 100` never adjusts (the raw prediction).
 
+use crate::f1::f1_from_counts;
+
 /// The `K` values of the PA%K curve: 0, 10, …, 100.
 pub const PAK_KS: [f64; 11] = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0];
 
@@ -41,16 +43,6 @@ pub fn pa_k_f1(labels: &[u8], pred: &[bool], k: f64) -> f64 {
         }
     }
     f1_from_counts(tp, fp, fn_)
-}
-
-/// `2·TP / (2·TP + FP + FN)`, 0 when the denominator is 0.
-fn f1_from_counts(tp: usize, fp: usize, fn_: usize) -> f64 {
-    let denominator = 2 * tp + fp + fn_;
-    if denominator == 0 {
-        0.0
-    } else {
-        (2 * tp) as f64 / denominator as f64
-    }
 }
 
 /// The PA%K curve of a score vector with oracle thresholds.

@@ -14,7 +14,6 @@
 //! Written atomically (temporary file in the same directory, fsync, rename).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
@@ -57,23 +56,9 @@ pub fn to_bytes(header_json: &[u8], vae: &Vae) -> Result<Vec<u8>, VaeError> {
     Ok(out)
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically ([`lara_core::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VaeError> {
-    let io = |e| VaeError::Io { path: path.to_path_buf(), source: e };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res.map_err(io)
+    lara_core::write_atomic(path, bytes).map_err(|e| VaeError::Io { path: path.to_path_buf(), source: e })
 }
 
 /// Parsed container: header JSON bytes and the weights.
