@@ -19,10 +19,11 @@ pub struct DataArgs {
     /// Feature columns to use, comma-separated, in this order. Default: all other columns.
     #[arg(long, value_name = "A,B,..", value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
-    /// What to do with empty / NaN / inf cells: error (default), ffill (carry the last
-    /// value forward), zero.
-    #[arg(long, value_name = "POLICY", default_value = "error")]
-    pub missing: MissingPolicy,
+    /// What to do with empty / NaN / inf cells: error (the default, naming line and column),
+    /// ffill (carry the last value forward), zero. (`lara inspect` counts them instead
+    /// unless this is given.)
+    #[arg(long, value_name = "POLICY")]
+    pub missing: Option<MissingPolicy>,
 }
 
 impl DataArgs {
@@ -32,7 +33,7 @@ impl DataArgs {
             label_column: self.label_column.clone(),
             columns: self.columns.clone(),
             train_end: self.train_end,
-            missing: self.missing,
+            missing: self.missing.unwrap_or(MissingPolicy::Error),
         }
     }
 }

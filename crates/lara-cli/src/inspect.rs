@@ -71,7 +71,7 @@ fn column_summary(name: &str, col: &[f32]) -> ColumnSummary {
 
 pub fn run(args: &InspectArgs) -> Result<()> {
     let mut opts = args.data_args.csv_options();
-    if args.data_args.missing == MissingPolicy::Error {
+    if args.data_args.missing.is_none() {
         opts.missing = MissingPolicy::Keep;
     }
     let series = read_csv(&args.file, &opts)?;
