@@ -51,6 +51,9 @@ pub struct DetectBenchArgs {
     /// Random seed of the training.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Scoring stride (0 = the detector's default, window / 2).
+    #[arg(long, default_value_t = 0)]
+    pub stride: usize,
     /// Skip the micro-benchmarks.
     #[arg(long)]
     pub no_micro: bool,
@@ -117,6 +120,7 @@ pub fn run(args: &DetectBenchArgs) -> Result<()> {
     let peers = load_peers(&args.peers)?;
     let mut opts = FitOptions::default();
     opts.train.seed = args.seed;
+    opts.score_stride = args.stride;
     let bar = indicatif::ProgressBar::new(names.len() as u64);
     let mut results = Vec::new();
     let mut jsonl = String::new();
