@@ -21,6 +21,8 @@ pub enum BenchCommand {
     /// LARA vs. no adaptation, fine-tuning, scratch training and a full retrain after a
     /// normal-pattern change (cross-entity pairs and a synthetic shift).
     Adapt(crate::bench_adapt::AdaptBenchArgs),
+    /// CoLLaTe vs. detector only, LLM only, naive average and the MSE-loss ablation.
+    Collate(crate::collate_cmds::CollateBenchArgs),
 }
 
 /// Shown after the options in `--help`.
@@ -64,6 +66,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Metrics(a) => metrics(a),
         BenchCommand::Detect(a) => crate::bench_detect::run(a),
         BenchCommand::Adapt(a) => crate::bench_adapt::run(a),
+        BenchCommand::Collate(a) => crate::collate_cmds::bench(a),
     }
 }
 

@@ -5,6 +5,7 @@ mod alloc_meter;
 mod bench;
 mod bench_adapt;
 mod bench_detect;
+mod collate_cmds;
 mod data_args;
 mod demo;
 mod eval;
@@ -50,6 +51,12 @@ enum Command {
     /// LARA: adapt a trained detector to a new normal pattern from a few rows (e.g. 40),
     /// in milliseconds, without the old training data.
     Adapt(adapt_cmds::AdaptArgs),
+    /// CoLLaTe: an LLM that reads the operators' expert documents scores the suspicious
+    /// windows; its scores and the detector's are aligned and fused.
+    Collate(collate_cmds::CollateArgs),
+    /// The LLM backends: `lara llm check` makes one round trip and prints latency and tokens/s.
+    #[command(subcommand)]
+    Llm(collate_cmds::LlmCommand),
     /// Compute the TSB-AD metric suite (VUS-PR, AUC-PR, F1 family, affiliation) of a score
     /// series against the labels of a data file.
     Eval(eval::EvalArgs),
@@ -71,6 +78,8 @@ fn main() -> std::process::ExitCode {
         Command::Train(a) => vae_cmds::train(a),
         Command::Detect(a) => vae_cmds::detect(a),
         Command::Adapt(a) => adapt_cmds::run(a),
+        Command::Collate(a) => collate_cmds::run(a),
+        Command::Llm(c) => collate_cmds::llm(c),
         Command::Eval(a) => eval::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(b) => bench::run(b),

@@ -434,3 +434,77 @@ fn bench_adapt_reports_every_method() {
         assert!(r["adapter_bytes"].as_u64().unwrap() < 64 * 1024);
     }
 }
+
+/// CoLLaTe end to end with the in-process LLM (fetched by scripts/fetch-smollm.sh): one row
+/// per input row with the documented columns, an LLM score on the windows it saw, and the
+/// same output again from the response cache.
+#[test]
+fn collate_end_to_end_with_local_llm() {
+    let model_file = std::env::var("LARA_LLM_MODEL").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lara/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    assert!(model_file.is_file(), "{} is missing: run scripts/fetch-smollm.sh", model_file.display());
+    let dir = tmp_dir("collate");
+    // A small two-channel series with a level shift near the end.
+    let mut csv = String::from("cpu,latency,Label\n");
+    for t in 0..120 {
+        let spike = (100..110).contains(&t);
+        let cpu = 40.0 + 5.0 * (t as f64 * 0.3).sin() + if spike { 45.0 } else { 0.0 };
+        let lat = 120.0 + 10.0 * (t as f64 * 0.3).cos() + if spike { 300.0 } else { 0.0 };
+        csv.push_str(&format!("{cpu:.2},{lat:.2},{}\n", u8::from(spike)));
+    }
+    let data = dir.join("svc_tr_80_1st_100.csv");
+    std::fs::write(&data, csv).unwrap();
+    let model = dir.join("m.lara");
+    let out = lara(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--window",
+        "20",
+        "--max-steps",
+        "30",
+        "--hidden",
+        "16",
+    ]);
+    assert!(out.status.success(), "train: {}", String::from_utf8_lossy(&out.stderr));
+    let docs = dir.join("runbook.md");
+    std::fs::write(&docs, "# Service runbook\nCPU is normally 35-45 %. Latency is normally 110-130 ms. Latency above 300 ms is an incident.\n").unwrap();
+    let cache = dir.join("cache");
+    let run = |out_name: &str| {
+        let out_csv = dir.join(out_name);
+        let out = lara(&[
+            "collate",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--docs",
+            docs.to_str().unwrap(),
+            "--out",
+            out_csv.to_str().unwrap(),
+            "--budget",
+            "2",
+            "--cache",
+            cache.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "collate: {}", String::from_utf8_lossy(&out.stderr));
+        (std::fs::read_to_string(out_csv).unwrap(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (first, said) = run("a.csv");
+    let mut lines = first.lines();
+    assert_eq!(lines.next().unwrap(), "row,score,threshold,is_anomaly,detector_score,llm_score,reason");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 120);
+    let with_llm = rows.iter().filter(|r| r.split(',').nth(5).is_some_and(|v| !v.is_empty())).count();
+    assert!(with_llm > 0 || said.contains("unusable"), "no LLM score and no unusable answer reported: {said}");
+    for r in &rows {
+        let f: Vec<&str> = r.splitn(7, ',').collect();
+        assert!(f[1].parse::<f64>().unwrap().is_finite(), "{r}");
+    }
+    let (second, said2) = run("b.csv");
+    assert_eq!(first, second, "the cached replay must reproduce the output exactly");
+    assert!(said2.contains("2 answered from cache"), "{said2}");
+}
