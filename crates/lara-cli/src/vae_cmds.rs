@@ -316,4 +316,3 @@ pub fn write_detection_csv(path: &Path, series: &Series, r: &Detection) -> Resul
     lara_core::write_atomic(path, out.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
-
