@@ -61,19 +61,69 @@ impl Solver {
     }
 }
 
+/// Direction of the `M_x` regression (stage 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MxFit {
+    /// The paper's reading: regress the new data on the reconstruction,
+    /// `min Σ ‖M_x(x̃_t) − x_t‖²` (default).
+    #[default]
+    Forward,
+    /// Errors-in-variables: regress the reconstruction on the new data,
+    /// `min Σ ‖G(x_t) − x̃_t‖²` (ridge toward the inverse anchor), and use
+    /// `M_x = G⁻¹` ([`AffineMap::regularised_inverse`]). The reconstruction `x̃` carries the
+    /// old model's error, the observed `x` does not: the forward fit attenuates `W_x`
+    /// toward 0 (slope `var(s)/(var(s) + var(e))`), badly so on 40 rows of a slow pattern
+    /// whose own variance over the slice is small (toy: `W_bb = 0.73` for a true scale 1.8,
+    /// and `0.73` instead of 1 when nothing changed). Still one closed-form least squares.
+    /// Measured: it fixes the toy's level + scale change at K = 40 (6.2 → 2.7 nats/row) but
+    /// overshoots when nothing changed (the reconstruction is smoother than the data, so
+    /// `G` shrinks and `G⁻¹` inflates: 0.15 → 6.8) and loses on `lara bench adapt`
+    /// (cross-entity K=40 VUS-PR 0.229 vs 0.256). Kept as an option.
+    Reverse,
+}
+
+/// Where the `M_z` targets come from (stage 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ZTarget {
+    /// The paper-literal reading: the ruminate block runs on the raw new windows `x` (through
+    /// the current, possibly adapted, model) and `z̃ = E[z | x, x̄_{1:n}]`. The old model then
+    /// explains the *changed* window as well as it can inside its own output space, so the
+    /// change (a level or scale move) is partly absorbed into `z̃`, comes back through the
+    /// decoder with a time-step-dependent shape, and `M_x` — one `m × m` map shared over time
+    /// steps — cannot undo it. Measured: it made the toy's held-out scores worse than no
+    /// adaptation (crate docs).
+    Ruminate,
+    /// Input-side correction (default): a preliminary `M_x⁰` is fitted with `M_z` at its
+    /// anchor, the new windows are carried back into the old model's space per time step,
+    /// `x' = (M_x⁰)⁻¹ x` ([`AffineMap::regularised_inverse`]), and the ruminate block
+    /// estimates `z̃ = E[z | x', x̄'_{1:n}]` on `x'` with the base model: the latent the old
+    /// model gives the window *once the change `M_x` models is removed*. `M_z` then maps
+    /// `μ_φ(x)` (what the frozen encoder sees) onto it, and `M_x` is refitted on top.
+    /// Same closed-form stages as the paper, only the ruminate block's input differs.
+    #[default]
+    Corrected,
+    /// As [`ZTarget::Corrected`] with `z̃ = μ_φ(x')` (encoder mean of the corrected window, no
+    /// importance sampling): an ablation of the ruminate block.
+    CorrectedEncoder,
+}
+
 /// Hyper-parameters of [`adapt`]. Defaults: see the field docs and the crate docs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AdaptConfig {
-    /// Ridge of the `M_z` fit, in windows (default: the anchor weighs as one window, **bias
-    /// included** — with 1–4 windows a free bias would copy the noisy `z̃` of a single window
-    /// into every latent; see the crate docs for the evidence).
+    /// Ridge of the `M_z` fit, in windows (default: the anchor weighs as 4 windows — as much
+    /// as the [`AdaptConfig::ruminate_windows`] targets —, **bias included**: with 1–4 windows
+    /// a free bias would copy the noisy `z̃` of a single window into every latent; see the
+    /// crate docs for the evidence).
     pub ridge_z: Ridge,
     /// Ridge of the `M_x` fit, in time steps (default [`Ridge::per_dim`]`(2.0)`: `2m` steps;
     /// bias free).
     pub ridge_x: Ridge,
     /// `n`, look-alikes restored per window (default 8).
     pub n_lookalikes: usize,
-    /// `N`, importance samples per window (default 256).
+    /// `N`, importance samples per window (default 64: the corrected targets did not move
+    /// with 64 vs 256 on `lara bench adapt`, and the block is most of the adaptation time).
     pub n_samples: usize,
     /// Importance proposal (default [`Proposal::Pooled`]).
     pub proposal: Proposal,
@@ -88,21 +138,59 @@ pub struct AdaptConfig {
     pub chain: ChainPolicy,
     /// Minimiser of the two convex stages.
     pub solver: Solver,
+    /// Direction of the `M_x` fit (default [`MxFit::Forward`]).
+    #[serde(default)]
+    pub mx_fit: MxFit,
+    /// Source of the `M_z` targets (default [`ZTarget::Corrected`]).
+    #[serde(default)]
+    pub z_target: ZTarget,
+    /// Alternations of (targets → `M_z` → `M_x`) for the corrected targets (default 1; each
+    /// pass re-runs the ruminate block on windows corrected with the latest `M_x`).
+    #[serde(default = "one")]
+    pub passes: usize,
+    /// At most this many adaptation windows (evenly spaced, first and last included) go
+    /// through the ruminate block and the `M_z` fit; `M_x` and the variance always use all
+    /// windows. 0 = all. Default 4 (the paper's budget, "43 time slots" = 4 windows of 40):
+    /// with windows at stride 1 the ruminate windows are nearly identical and the block's
+    /// 256 decodes per window are most of the time.
+    #[serde(default)]
+    pub ruminate_windows: usize,
+    /// Re-estimate the decoder variance of the adapted model (the NLL's per-feature `σ²`)
+    /// from the adapted residuals of the adaptation rows, shrunk toward the current variance
+    /// with this many pseudo-rows: `σ²_k = (R s²_k + κ σ²_old,k) / (R + κ)`, `R` = distinct
+    /// rows. `None` keeps the model's variance (paper-literal). Default `Some(20.0)`.
+    #[serde(default)]
+    pub variance_prior_rows: Option<f64>,
+    /// Keep the re-estimated variance at least the current one (per feature). The current
+    /// variance was calibrated on held-out windows, the new one on in-sample residuals of the
+    /// K adaptation rows, which are optimistic; default true (see the crate docs).
+    #[serde(default)]
+    pub variance_grow_only: bool,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for AdaptConfig {
     fn default() -> Self {
         AdaptConfig {
-            ridge_z: Ridge { pseudo_rows: 1.0, per_dim: false, penalise_bias: true },
+            ridge_z: Ridge { pseudo_rows: 4.0, per_dim: false, penalise_bias: true },
             ridge_x: Ridge::per_dim(2.0),
             n_lookalikes: 8,
-            n_samples: 256,
+            n_samples: 64,
             proposal: Proposal::Pooled,
             seed: 0,
             min_ess: 0.0,
             stride: 1,
             chain: ChainPolicy::AnchorPrevious,
             solver: Solver::ClosedForm,
+            mx_fit: MxFit::Forward,
+            z_target: ZTarget::Corrected,
+            passes: 1,
+            ruminate_windows: 4,
+            variance_prior_rows: Some(20.0),
+            variance_grow_only: true,
         }
     }
 }
@@ -126,6 +214,14 @@ impl AdaptConfig {
         self.ruminate_block().validate()?;
         if self.stride == 0 {
             return Err(AdaptError::InvalidConfig("stride must be ≥ 1".into()));
+        }
+        if self.passes == 0 {
+            return Err(AdaptError::InvalidConfig("passes must be ≥ 1".into()));
+        }
+        if let Some(k) = self.variance_prior_rows {
+            if !(k.is_finite() && k >= 0.0) {
+                return Err(AdaptError::InvalidConfig(format!("variance_prior_rows must be finite and ≥ 0 (got {k})")));
+            }
         }
         if let Solver::Gradient { max_iter, tol } = self.solver {
             if max_iter == 0 || !(tol.is_finite() && tol > 0.0) {
@@ -154,6 +250,11 @@ pub struct Adapter {
     /// 0 for the identity adapter (the old model), `g + 1` after adapting a generation-`g`
     /// adapter.
     pub generation: u32,
+    /// Decoder log-variance of the adapted model (length `m` or `w·m`, as the model's), when
+    /// it was re-estimated on the adaptation rows ([`AdaptConfig::variance_prior_rows`]);
+    /// `None`: the model's own [`FrozenVae::output_log_var`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_log_var: Option<Vec<f32>>,
 }
 
 /// Diagnostics of one adaptation.
@@ -182,7 +283,12 @@ pub struct AdaptReport {
 impl Adapter {
     /// Identity maps: the adapted model equals the old one.
     pub fn identity(latent_dim: usize, n_features: usize) -> Self {
-        Adapter { m_z: AffineMap::identity(latent_dim), m_x: AffineMap::identity(n_features), generation: 0 }
+        Adapter {
+            m_z: AffineMap::identity(latent_dim),
+            m_x: AffineMap::identity(n_features),
+            generation: 0,
+            output_log_var: None,
+        }
     }
 
     /// Identity maps sized for `model`.
@@ -191,9 +297,15 @@ impl Adapter {
         Ok(Adapter::identity(d.latent, d.features))
     }
 
-    /// Bytes of parameters: `4·(d_z² + d_z + m² + m)`.
+    /// Bytes of parameters: `4·(d_z² + d_z + m² + m)`, plus the re-estimated variance.
     pub fn param_bytes(&self) -> usize {
-        4 * (self.m_z.n_params() + self.m_x.n_params())
+        4 * (self.m_z.n_params() + self.m_x.n_params() + self.output_log_var.as_ref().map_or(0, Vec::len))
+    }
+
+    /// The decoder log-variance the adapted model scores with: the re-estimated one, or the
+    /// model's.
+    pub fn log_var<'a, M: FrozenVae + ?Sized>(&'a self, model: &'a M) -> &'a [f32] {
+        self.output_log_var.as_deref().unwrap_or_else(|| model.output_log_var())
     }
 
     /// Consistency (after deserialisation) and match with a model's dimensions.
@@ -205,6 +317,16 @@ impl Adapter {
                 "adapter has M_z on {} and M_x on {} dimensions, the model has latent {} and {} features",
                 self.m_z.dim, self.m_x.dim, d.latent, d.features
             )));
+        }
+        if let Some(lv) = &self.output_log_var {
+            if (lv.len() != d.features && lv.len() != d.window_size()) || lv.iter().any(|v| !v.is_finite()) {
+                return Err(AdaptError::AdapterMismatch(format!(
+                    "adapter output log-variance has length {} (expected {} or {}) or a non-finite entry",
+                    lv.len(),
+                    d.features,
+                    d.window_size()
+                )));
+            }
         }
         Ok(())
     }
@@ -219,47 +341,181 @@ impl Adapter {
         windows: &[f32],
         cfg: &AdaptConfig,
     ) -> Result<(Adapter, AdaptReport), AdaptError> {
+        self.adapt_again_rows(model, windows, None, cfg)
+    }
+
+    /// [`Adapter::adapt_again`] knowing how many distinct rows the windows cover (for the
+    /// variance re-estimate; `None`: the windows are taken as disjoint).
+    fn adapt_again_rows<M: FrozenVae + ?Sized>(
+        &self,
+        model: &M,
+        windows: &[f32],
+        distinct_rows: Option<usize>,
+        cfg: &AdaptConfig,
+    ) -> Result<(Adapter, AdaptReport), AdaptError> {
         cfg.validate()?;
         let d = model_dims(model)?;
         self.check_model(d)?;
         let n = check_windows(windows, d)?;
+        let size = d.window_size();
         let current = AdaptedVae { base: model, adapter: self };
         let (anchor_z, anchor_x) = match cfg.chain {
             ChainPolicy::AnchorPrevious => (self.m_z.clone(), self.m_x.clone()),
             ChainPolicy::AnchorIdentity => (AffineMap::identity(d.latent), AffineMap::identity(d.features)),
         };
-
-        // Ruminate targets z̃ under the current model.
-        let rum = cfg.ruminate_block().target_latents(&current, windows)?;
-        // Stage 1: M_z on (μ_φ(x_b) → z̃_b), base encoder means.
-        let z_old = if self.m_z.is_identity() { rum.z_old } else { encode_checked(model, d, windows, n)?.0 };
-        let pen_z = cfg.ridge_z.penalty(&z_old, d.latent);
-        let mut ne_z = NormalEquations::new(d.latent);
-        ne_z.add_rows(&z_old, &rum.z_tilde)?;
-        let m_z = cfg.solver.solve(&ne_z, pen_z, &anchor_z, "M_z")?;
-
-        // Stage 2: M_x on (μ_θ(M_z μ_φ(x_b))_t → x_{b,t}), M_z fixed (convex, ambiguity 1).
-        let z_adj = m_z.apply(&z_old)?;
-        let x_rec = decode_checked(model, d, &z_adj, n)?;
-        let pen_x = cfg.ridge_x.penalty(&x_rec, d.features);
-        let mut ne_x = NormalEquations::new(d.features);
-        ne_x.add_rows(&x_rec, windows)?;
-        let m_x = cfg.solver.solve(&ne_x, pen_x, &anchor_x, "M_x")?;
-
+        let anchor_x_inv = anchor_x.regularised_inverse(1e-9)?;
+        // Base encoder means of every window: the inputs of M_z, at fit and inference time.
+        let z_all = encode_checked(model, d, windows, n)?.0;
+        // The windows that go through the ruminate block and the M_z fit.
+        let pick = spread(n, cfg.ruminate_windows);
+        let gather = |src: &[f32], width: usize| -> Vec<f32> {
+            pick.iter().flat_map(|&i| src[i * width..(i + 1) * width].iter().copied()).collect()
+        };
+        let z_in = gather(&z_all, d.latent);
+        let fit_x = |m_z: &AffineMap| -> Result<(AffineMap, Vec<f32>, Penalty), AdaptError> {
+            // M_x on (μ_θ(M_z μ_φ(x_b))_t → x_{b,t}), M_z fixed (convex, ambiguity 1).
+            let x_rec = decode_checked(model, d, &m_z.apply(&z_all)?, n)?;
+            let mut ne_x = NormalEquations::new(d.features);
+            match cfg.mx_fit {
+                MxFit::Forward => {
+                    let pen_x = cfg.ridge_x.penalty(&x_rec, d.features);
+                    ne_x.add_rows(&x_rec, windows)?;
+                    Ok((cfg.solver.solve(&ne_x, pen_x, &anchor_x, "M_x")?, x_rec, pen_x))
+                }
+                MxFit::Reverse => {
+                    let pen_x = cfg.ridge_x.penalty(windows, d.features);
+                    ne_x.add_rows(windows, &x_rec)?;
+                    let g = cfg.solver.solve(&ne_x, pen_x, &anchor_x_inv, "M_x")?;
+                    Ok((g.regularised_inverse(1e-6)?, x_rec, pen_x))
+                }
+            }
+        };
+        let fit_z = |targets: &[f32]| -> Result<(AffineMap, Penalty), AdaptError> {
+            let pen_z = cfg.ridge_z.penalty(&z_in, d.latent);
+            let mut ne_z = NormalEquations::new(d.latent);
+            ne_z.add_rows(&z_in, targets)?;
+            Ok((cfg.solver.solve(&ne_z, pen_z, &anchor_z, "M_z")?, pen_z))
+        };
+        let block = cfg.ruminate_block();
+        let picked = gather(windows, size);
+        let (mut m_z, mut m_x, mut x_rec, mut pen_z, mut pen_x);
+        let (mut z_tilde, mut ess, mut temperature);
+        match cfg.z_target {
+            ZTarget::Ruminate => {
+                // Ruminate targets z̃ under the current model, on the raw windows.
+                let rum = block.target_latents(&current, &picked)?;
+                (z_tilde, ess, temperature) = (rum.z_tilde, rum.ess, rum.temperature);
+                (m_z, pen_z) = fit_z(&z_tilde)?;
+                (m_x, x_rec, pen_x) = fit_x(&m_z)?;
+            }
+            ZTarget::Corrected | ZTarget::CorrectedEncoder => {
+                // Preliminary M_x with the current M_z (the previous adapter's, whatever the
+                // ridge anchor), then alternate.
+                m_z = self.m_z.clone();
+                (m_x, x_rec, pen_x) = fit_x(&m_z)?;
+                pen_z = cfg.ridge_z.penalty(&z_in, d.latent);
+                (z_tilde, ess, temperature) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..cfg.passes {
+                    let back = m_x.regularised_inverse(1e-3)?;
+                    let corrected = back.apply(&picked)?;
+                    if cfg.z_target == ZTarget::Corrected {
+                        let rum = block.target_latents(model, &corrected)?;
+                        (z_tilde, ess, temperature) = (rum.z_tilde, rum.ess, rum.temperature);
+                    } else {
+                        z_tilde = encode_checked(model, d, &corrected, pick.len())?.0;
+                        (ess, temperature) = (vec![f64::NAN; pick.len()], vec![1.0; pick.len()]);
+                    }
+                    (m_z, pen_z) = fit_z(&z_tilde)?;
+                    (m_x, x_rec, pen_x) = fit_x(&m_z)?;
+                }
+            }
+        }
+        let fitted = m_x.apply(&x_rec)?;
+        let output_log_var = match cfg.variance_prior_rows {
+            None => self.output_log_var.clone(),
+            Some(kappa) => Some(refit_log_var(
+                current.output_log_var(),
+                d,
+                windows,
+                &fitted,
+                distinct_rows.unwrap_or(n * d.window),
+                kappa,
+                cfg.variance_grow_only,
+            )),
+        };
+        let z_in_fit = m_z.apply(&z_in)?;
         let report = AdaptReport {
             n_windows: n,
-            mean_ess: rum.ess.iter().sum::<f64>() / n as f64,
-            min_ess: rum.ess.iter().copied().fold(f64::INFINITY, f64::min),
-            min_temperature: rum.temperature.iter().copied().fold(f64::INFINITY, f64::min),
+            mean_ess: ess.iter().sum::<f64>() / ess.len().max(1) as f64,
+            min_ess: ess.iter().copied().fold(f64::INFINITY, f64::min),
+            min_temperature: temperature.iter().copied().fold(f64::INFINITY, f64::min),
             lambda_z: (pen_z.weight, pen_z.bias),
             lambda_x: (pen_x.weight, pen_x.bias),
-            mse_z_anchor: mse(&anchor_z.apply(&z_old)?, &rum.z_tilde),
-            mse_z_fit: mse(&m_z.apply(&z_old)?, &rum.z_tilde),
+            mse_z_anchor: mse(&anchor_z.apply(&z_in)?, &z_tilde),
+            mse_z_fit: mse(&z_in_fit, &z_tilde),
             mse_x_anchor: mse(&anchor_x.apply(&x_rec)?, windows),
-            mse_x_fit: mse(&m_x.apply(&x_rec)?, windows),
+            mse_x_fit: mse(&fitted, windows),
         };
-        Ok((Adapter { m_z, m_x, generation: self.generation.saturating_add(1) }, report))
+        Ok((Adapter { m_z, m_x, generation: self.generation.saturating_add(1), output_log_var }, report))
     }
+}
+
+/// `k` indices spread evenly over `0..n` (first and last included); all when `k == 0 || k ≥ n`.
+fn spread(n: usize, k: usize) -> Vec<usize> {
+    if k == 0 || k >= n {
+        return (0..n).collect();
+    }
+    if k == 1 {
+        return vec![n / 2];
+    }
+    let mut v: Vec<usize> = (0..k).map(|i| (i * (n - 1) + (k - 1) / 2) / (k - 1)).collect();
+    v.dedup();
+    v
+}
+
+/// Relative and absolute floors of a re-estimated variance (those `lara-vae` calibrates its
+/// decoder variance with).
+const VAR_FLOOR_REL: f64 = 0.05;
+const VAR_FLOOR_ABS: f64 = 1e-4;
+
+/// The adapted model's decoder log-variance: per feature `k`, the mean squared adapted
+/// residual `s²_k` over the adaptation windows, shrunk toward the current variance `σ²_k`
+/// with `kappa` pseudo-rows against `rows` distinct rows, floored like `lara-vae`'s
+/// calibration. A per-element variance (`w·m`) keeps its shape over time steps: each element
+/// is multiplied by its feature's ratio new / old (mean over steps).
+fn refit_log_var(
+    old_lv: &[f32],
+    d: ModelDims,
+    windows: &[f32],
+    fitted: &[f32],
+    rows: usize,
+    kappa: f64,
+    grow_only: bool,
+) -> Vec<f32> {
+    let m = d.features;
+    let mut ss = vec![0.0f64; m];
+    let mut cnt = 0usize;
+    for (x, h) in windows.chunks_exact(m).zip(fitted.chunks_exact(m)) {
+        for k in 0..m {
+            let r = (x[k] - h[k]) as f64;
+            ss[k] += r * r;
+        }
+        cnt += 1;
+    }
+    let mut old = vec![0.0f64; m];
+    for (e, &l) in old_lv.iter().enumerate() {
+        old[e % m] += (l as f64).exp();
+    }
+    let per = (old_lv.len() / m).max(1) as f64;
+    old.iter_mut().for_each(|v| *v /= per);
+    let r = rows.max(1) as f64;
+    let mut new: Vec<f64> = (0..m).map(|k| (r * ss[k] / cnt.max(1) as f64 + kappa * old[k]) / (r + kappa)).collect();
+    let floor = (VAR_FLOOR_REL * new.iter().sum::<f64>() / m as f64).max(VAR_FLOOR_ABS);
+    new.iter_mut().for_each(|v| *v = v.max(floor));
+    if grow_only {
+        new.iter_mut().zip(&old).for_each(|(v, &o)| *v = v.max(o));
+    }
+    old_lv.iter().enumerate().map(|(e, &l)| (l as f64 + (new[e % m] / old[e % m]).ln()) as f32).collect()
 }
 
 fn mse(a: &[f32], b: &[f32]) -> f64 {
@@ -295,9 +551,10 @@ pub fn adapt_rows<M: FrozenVae + ?Sized>(
     cfg.validate()?;
     let d = model_dims(model)?;
     let (windows, _) = windows_from_rows(rows, n_cols, d, cfg.stride)?;
+    let n_rows = rows.len() / n_cols;
     match previous {
-        Some(p) => p.adapt_again(model, &windows, cfg),
-        None => Adapter::identity(d.latent, d.features).adapt_again(model, &windows, cfg),
+        Some(p) => p.adapt_again_rows(model, &windows, Some(n_rows), cfg),
+        None => Adapter::identity(d.latent, d.features).adapt_again_rows(model, &windows, Some(n_rows), cfg),
     }
 }
 
@@ -329,8 +586,7 @@ pub enum ScoreKind {
 
 /// Per-element contribution factor: `½/σ²` (NLL) or 1 (SSE), and the NLL constant
 /// `½ (log σ² + log 2π)` of each element of a window, both indexed by `t·m + k`.
-fn score_factors<M: FrozenVae + ?Sized>(model: &M, d: ModelDims, kind: ScoreKind) -> (Vec<f32>, Vec<f64>) {
-    let lv = model.output_log_var();
+fn score_factors(lv: &[f32], d: ModelDims, kind: ScoreKind) -> (Vec<f32>, Vec<f64>) {
     let size = d.window_size();
     match kind {
         ScoreKind::Nll => (
@@ -351,7 +607,7 @@ pub fn score_windows<M: FrozenVae + ?Sized>(
 ) -> Result<Vec<f64>, AdaptError> {
     let d = model_dims(model)?;
     let xh = reconstruct(model, adapter, windows)?;
-    let (inv, cst) = score_factors(model, d, kind);
+    let (inv, cst) = score_factors(adapter.log_var(model), d, kind);
     let m = d.features;
     let size = d.window_size();
     let mut out = Vec::with_capacity(xh.len() / m);
@@ -387,12 +643,12 @@ pub fn score_rows<M: FrozenVae + ?Sized>(
     let n_rows = rows.len() / n_cols;
     let m = d.features;
     let size = d.window_size();
-    let (inv, cst) = score_factors(model, d, kind);
+    let (inv, cst) = score_factors(adapter.log_var(model), d, kind);
     let mut acc = vec![0.0f32; n_rows * m];
     let mut cnt = vec![0u32; n_rows];
     let mut row_const = vec![0.0f64; n_rows];
     // Per-feature variance: one constant per row; per-element: mean over covering windows.
-    let per_element = model.output_log_var().len() != m;
+    let per_element = adapter.log_var(model).len() != m;
     let step_const: f64 = cst[..m].iter().sum();
     // Chunks of windows bound the memory of one reconstruction call.
     let chunk = 128;

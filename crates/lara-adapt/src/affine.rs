@@ -128,6 +128,34 @@ impl AffineMap {
         AffineMap::from_f64(k, &w, &b)
     }
 
+    /// A (ridge-regularised) left inverse: the affine map `y ↦ P (y − b)` with
+    /// `P = (WᵀW + ε I)⁻¹ Wᵀ`, `ε = rel_eps · tr(WᵀW) / k`, so `inverse ∘ self ≈ id` for a
+    /// well-conditioned `W` and directions that `W` (nearly) annihilates are not blown up.
+    /// Used to carry new windows back into the old model's input space (the input-side
+    /// correction of [`crate::ZTarget::Corrected`]).
+    pub fn regularised_inverse(&self, rel_eps: f64) -> Result<AffineMap, AdaptError> {
+        self.validate()?;
+        let k = self.dim;
+        let w: Vec<f64> = self.weight.iter().map(|&v| v as f64).collect();
+        let mut h = vec![0.0f64; k * k];
+        for i in 0..k {
+            for j in 0..k {
+                h[i * k + j] = (0..k).map(|l| w[l * k + i] * w[l * k + j]).sum();
+            }
+        }
+        let tr = (0..k).map(|i| h[i * k + i]).sum::<f64>() / k.max(1) as f64;
+        let eps = rel_eps.max(0.0) * if tr > 0.0 && tr.is_finite() { tr } else { 1.0 } + 1e-12;
+        for i in 0..k {
+            h[i * k + i] += eps;
+        }
+        crate::ridge::cholesky_in_place(&mut h, k)?;
+        // rhs = Wᵀ (k × k): P = H⁻¹ Wᵀ.
+        let mut p: Vec<f64> = (0..k * k).map(|e| w[(e % k) * k + e / k]).collect();
+        crate::ridge::cholesky_solve(&h, k, &mut p, k);
+        let bias: Vec<f64> = (0..k).map(|i| -(0..k).map(|j| p[i * k + j] * self.bias[j] as f64).sum::<f64>()).collect();
+        AffineMap::from_f64(k, &p, &bias)
+    }
+
     /// Number of parameters `k² + k`.
     pub fn n_params(&self) -> usize {
         self.dim * self.dim + self.dim

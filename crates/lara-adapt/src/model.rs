@@ -132,7 +132,8 @@ pub(crate) fn decode_checked<M: FrozenVae + ?Sized>(
 
 /// The adapted detector `(M_z ∘ E, M_x ∘ D)` seen as a frozen VAE again (digest §6):
 /// encoder mean `M_z(μ_φ(x))` with the base encoder's variance, decoder mean
-/// `M_x(μ_θ(z))` applied per time step, the base decoder's variance. This is the model the
+/// `M_x(μ_θ(z))` applied per time step, the adapter's re-estimated decoder variance when it
+/// has one (else the base decoder's). This is the model the
 /// ruminate block restores history from when an adapted model is adapted again.
 #[derive(Debug, Clone, Copy)]
 pub struct AdaptedVae<'a, M: ?Sized> {
@@ -172,7 +173,8 @@ impl<M: FrozenVae + ?Sized> FrozenVae for AdaptedVae<'_, M> {
         let x = self.base.decode_mean(z, n);
         self.adapter.m_x.apply(&x).unwrap_or(x)
     }
+    /// The adapter's re-estimated variance when it has one, else the base model's.
     fn output_log_var(&self) -> &[f32] {
-        self.base.output_log_var()
+        self.adapter.log_var(self.base)
     }
 }

@@ -56,13 +56,13 @@ pub struct AdaptArgs {
     #[arg(long, default_value_t = 8)]
     pub lookalikes: usize,
     /// Ruminate block: importance samples per window.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 64)]
     pub samples: usize,
     /// Ruminate block: importance-sampling proposal.
     #[arg(long, value_enum, default_value_t = ProposalArg::Pooled)]
     pub proposal: ProposalArg,
     /// Ridge of M_z toward the identity, in windows.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 4.0)]
     pub ridge_z: f64,
     /// Ridge of M_x toward the identity, in time steps per feature.
     #[arg(long, default_value_t = 2.0)]

@@ -55,6 +55,11 @@ pub struct AdaptBenchArgs {
     /// Training seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// LARA settings to run instead of the defaults: a JSON object of `AdaptConfig` fields
+    /// merged over the defaults, e.g. '{"z_target":"ruminate","variance_prior_rows":null}'
+    /// (the paper-literal variant) or '{"ridge_x":{"pseudo_rows":8.0,"per_dim":true,"penalise_bias":false}}'.
+    #[arg(long, value_name = "JSON")]
+    pub lara_config: Option<String>,
     /// Also write one JSON line per (pair, method, K) here.
     #[arg(long, value_name = "OUT.jsonl")]
     pub jsonl: Option<PathBuf>,
@@ -108,8 +113,24 @@ fn evaluate(det: &Detector, case: &Case) -> Result<(Option<f64>, Option<f64>)> {
     Ok((m.vus_pr, m.pa_f1))
 }
 
+/// `AdaptConfig::default()` with the fields of `--lara-config` replaced.
+fn lara_config(args: &AdaptBenchArgs) -> Result<AdaptConfig> {
+    let Some(text) = &args.lara_config else { return Ok(AdaptConfig::default()) };
+    let over: serde_json::Value = serde_json::from_str(text).context("--lara-config is not JSON")?;
+    let serde_json::Value::Object(over) = over else { bail!("--lara-config must be a JSON object") };
+    let mut cfg = serde_json::to_value(AdaptConfig::default())?;
+    for (k, v) in over {
+        let slot = cfg.get_mut(&k).with_context(|| format!("--lara-config: unknown field {k:?}"))?;
+        *slot = v;
+    }
+    let cfg: AdaptConfig = serde_json::from_value(cfg).context("--lara-config")?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("--lara-config: {e}"))?;
+    Ok(cfg)
+}
+
 fn run_case(case: &Case, args: &AdaptBenchArgs, out: &mut Vec<Outcome>) -> Result<()> {
     let opts = fit_options(args.window, args.seed);
+    let lara_cfg = lara_config(args)?;
     let mut push = |method: &str, k: Option<usize>, res: Result<(Detector, f64, usize)>| -> Result<()> {
         let o = match res {
             Ok((det, secs, peak)) => {
@@ -156,7 +177,7 @@ fn run_case(case: &Case, args: &AdaptBenchArgs, out: &mut Vec<Outcome>) -> Resul
             continue;
         }
         let rows = head(&case.adapt_source, k);
-        push("lara", Some(k), timed(&|| Ok(base.adapt(&rows, &AdaptConfig::default(), None)?.0)))?;
+        push("lara", Some(k), timed(&|| Ok(base.adapt(&rows, &lara_cfg, None)?.0)))?;
         push("finetune", Some(k), timed(&|| Ok(base.fine_tune(&rows, &opts.train)?)))?;
         let scratch_rows = Series { train_end: k, ..rows.clone() };
         push("scratch", Some(k), timed(&|| Ok(Detector::fit(&scratch_rows, &opts, &mut |_| {})?)))?;

@@ -76,6 +76,15 @@ impl Adaptation {
     }
 }
 
+/// The current threshold moved to a new decoder variance: `value − C_old + C_new` with
+/// `C = ½ Σ_k (log σ²_k + log 2π)` the NLL constant of a row. `None` for a threshold that is
+/// not finite.
+fn transfer_threshold(current: &ThresholdInfo, old_lv: &[f32], new_lv: &[f32]) -> Option<f64> {
+    let c = |lv: &[f32]| lv.iter().map(|&v| 0.5 * (v as f64 + std::f64::consts::TAU.ln())).sum::<f64>();
+    let t = current.value - c(old_lv) + c(new_lv);
+    t.is_finite().then_some(t)
+}
+
 /// SHA-256 (hex) of a file's bytes.
 pub fn file_sha256(path: &Path) -> Result<String, VaeError> {
     let bytes = std::fs::read(path).map_err(|e| VaeError::Io { path: path.to_path_buf(), source: e })?;
@@ -86,9 +95,15 @@ impl Detector {
     /// LARA (WWW 2024): a new version of this detector adapted to the normal pattern of
     /// `new` (every row of it is new-pattern data; the caller slices the first K rows). The
     /// VAE and scaler stay frozen; the ruminate block and the two convex fits produce
-    /// `M_z`, `M_x` ([`lara_adapt::adapt_rows`]); the threshold is re-calibrated on the adapted
-    /// scores of `new` (POT, falling back to the empirical quantile when the few scores have
-    /// no usable tail). `parent` is recorded as the rollback point.
+    /// `M_z`, `M_x` ([`lara_adapt::adapt_rows`]) and, by default, a re-estimated decoder
+    /// variance, which the adapted detector's VAE then scores with (its weights are
+    /// untouched; the adapter keeps the same variance in `output_log_var`). The threshold is
+    /// re-calibrated on the adapted scores of `new`: POT when the scores carry a tail fit
+    /// (≈ 100 rows and more); otherwise (K ≈ 40, where the old fallback was the maximum of K
+    /// in-sample scores, far below the held-out new-normal scores) the current threshold
+    /// moved to the new variance (`"transfer"`: `value − C_old + C_new`, `C` the NLL constant
+    /// `½ Σ_k log 2πσ²_k`), floored at that maximum. `parent` is recorded as the rollback
+    /// point.
     pub fn adapt(
         &self,
         new: &Series,
@@ -104,9 +119,17 @@ impl Detector {
             None => self.meta.threshold.clone(),
         };
         let mut out = self.clone();
+        // The adapted model scores with the re-estimated decoder variance when the adapter
+        // has one (the scorer reads the VAE's variance; the weights stay as they are).
+        if let Some(lv) = &adapter.output_log_var {
+            if lv.len() == self.vae.obs_logvar().len() {
+                out.vae.set_obs_logvar(lv.clone());
+            }
+        }
+        let transferred = transfer_threshold(&self.meta.threshold, self.vae.obs_logvar(), out.vae.obs_logvar());
         out.meta.adaptation = Some(Adaptation {
             adapter,
-            config: cfg.clone(),
+            config: *cfg,
             report: report.clone(),
             rows: new.n_rows,
             parent,
@@ -114,7 +137,25 @@ impl Detector {
         });
         let stride = self.meta.options.effective_stride();
         let steps = out.score_scaled(&scaled, new.n_rows, stride)?;
-        out.meta.threshold = fit_threshold(&steps.score, self.meta.options.risk, self.meta.options.init_level)?;
+        let mut thr = fit_threshold(&steps.score, self.meta.options.risk, self.meta.options.init_level)?;
+        // With K ≈ 40 scores POT has no tail to fit and the fallback quantile is the maximum
+        // of K in-sample scores (too low: most held-out new-normal rows exceed it). When the
+        // variance was re-estimated, the adapted per-feature contributions ½ r²/σ² of new
+        // normal rows have the scale the base model's had on its training data, so the base
+        // threshold carries over once the NLL constant ½ Σ_k log 2πσ²_k is swapped
+        // (`transfer_threshold`); the maximum of the adaptation scores stays a floor.
+        if self.meta.options.score_kind == crate::ScoreKind::Nll
+            && thr.method != "pot"
+            && cfg.variance_prior_rows.is_some()
+        {
+            if let Some(t) = transferred {
+                if t > thr.value {
+                    thr.value = t;
+                    thr.method = "transfer".into();
+                }
+            }
+        }
+        out.meta.threshold = thr;
         Ok((out, report))
     }
 }
