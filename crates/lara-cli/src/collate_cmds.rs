@@ -65,7 +65,9 @@ holds excerpts of the expert documents (plain text / markdown written by operato
 normal ranges) and the window as text. Detector scores are mapped into the LLM's domain
 (half-Gaussian quantile map), and a small network on the detector's latent decides, per
 window, how much to trust each model; it is trained with the collaborative (pairwise) loss
-on the random sample, never on labels. Output: one row per input row with score, threshold,
+on the random sample, never on labels. A reliability gate (beyond the paper) keeps the
+detector's scores alone when the LLM does not, on average, score the detector's suspicious
+windows above the random ones: a weak LLM then cannot hurt. Output: one row per input row with score, threshold,
 is_anomaly, detector_score, llm_score (empty where the LLM was not asked or gave no usable
 answer) and reason (on the first row of each window the LLM saw).";
 
@@ -171,6 +173,8 @@ pub struct Collated {
     pub threshold: f64,
     /// Per window: start row, LLM score, whether it was in the random calibration sample.
     pub window_starts: Vec<usize>,
+    /// Whether the LLM passed the reliability gate and was fused.
+    pub fused_llm: bool,
     pub calls: usize,
     pub cache_hits: usize,
     pub llm_seconds: f64,
@@ -240,7 +244,19 @@ pub fn collate(
         fusion: lara_llm::fusion::FusionConfig { loss: settings.loss, seed: settings.seed, ..Default::default() },
         ..CollateConfig::default()
     };
-    let out = fuse_scores(&det_window, &latents, &llm_window, &reference, &config)?;
+    let mut out = fuse_scores(&det_window, &latents, &llm_window, &reference, &config)?;
+    // Reliability gate: an LLM that does not rank the detector's suspicious windows above the
+    // random ones is not fused (weight 1 on the detector everywhere).
+    let gate_open =
+        lara_llm::pipeline::llm_separates_suspicious_windows(&llm_window, &selection.top, &selection.random)
+            .unwrap_or(false);
+    if !gate_open {
+        tracing::warn!(
+            "the LLM does not score the detector's suspicious windows above random ones; keeping the detector's scores"
+        );
+        out.alpha.iter_mut().for_each(|a| *a = 1.0);
+    }
+    let out = out;
     // Per row: the row's own detector score through the same alignment, fused with its
     // window's LLM score by its window's weight.
     let aligned_rows = out.aligner.apply_all(&detection.score);
@@ -263,6 +279,10 @@ pub fn collate(
     // Label-free threshold in the fused domain: the detector's threshold mapped through the
     // same monotone alignment.
     let threshold = out.aligner.apply_all(&[detection.threshold])[0];
+    // With the gate closed the output is the detector's own score and threshold (the
+    // quantile map is monotone but not strictly, so it could merge distinct scores).
+    let (fused, threshold) =
+        if gate_open { (fused, threshold) } else { (detection.score.clone(), detection.threshold) };
     Ok(Collated {
         fused,
         detector: detection.score,
@@ -271,6 +291,7 @@ pub fn collate(
         reason,
         threshold,
         window_starts: starts,
+        fused_llm: gate_open,
         calls: verdicts.iter().filter(|v| !v.cached).count(),
         cache_hits: verdicts.iter().filter(|v| v.cached).count(),
         llm_seconds,
@@ -312,13 +333,14 @@ pub fn run(args: &CollateArgs) -> Result<()> {
     }
     lara_core::write_atomic(&args.out, text.as_bytes()).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
-        "{} rows, {} windows; LLM asked about {} windows ({} answered from cache, {} unusable) in {:.1} s; written to {}",
+        "{} rows, {} windows; LLM asked about {} windows ({} answered from cache, {} unusable) in {:.1} s; {}; written to {}",
         series.n_rows,
         c.window_starts.len(),
         c.calls + c.cache_hits,
         c.cache_hits,
         c.missing,
         c.llm_seconds,
+        if c.fused_llm { "LLM scores fused" } else { "LLM failed the reliability gate: detector scores kept" },
         args.out.display()
     );
     Ok(())
@@ -380,7 +402,7 @@ pub fn bench(args: &CollateBenchArgs) -> Result<()> {
     let docs = ExpertDocs::load(&args.docs)?;
     let mut backend = open_backend(&args.llm.options()?)?;
     let methods = ["detector", "llm", "average", "collate-mse", "collate"];
-    let mut rows: Vec<(String, String, [Option<(f64, f64)>; 5], usize, f64)> = Vec::new();
+    let mut rows: Vec<(String, String, [Option<(f64, f64)>; 5], usize, f64, bool)> = Vec::new();
     for path in bench_files(args)? {
         let series = read_csv(&path, &CsvOptions::default())?;
         let labels = series.labels.clone().with_context(|| format!("{}: no labels", path.display()))?;
@@ -414,13 +436,14 @@ pub fn bench(args: &CollateBenchArgs) -> Result<()> {
             scores,
             calls,
             mse.llm_seconds + col.llm_seconds,
+            col.fused_llm,
         ));
     }
     let f = |v: Option<(f64, f64)>, k: usize| {
         v.map(|p| format!("{:.3}", if k == 0 { p.0 } else { p.1 })).unwrap_or_else(|| "n/a".into())
     };
     let mut out = Vec::new();
-    for (g, name, s, calls, secs) in &rows {
+    for (g, name, s, calls, secs, gate) in &rows {
         let mut r = vec![g.clone(), name.clone()];
         for v in s {
             r.push(format!("{}/{}", f(*v, 0), f(*v, 1)));
@@ -428,16 +451,37 @@ pub fn bench(args: &CollateBenchArgs) -> Result<()> {
         r.push(calls.to_string());
         r.push(if *calls > 0 { format!("{:.2}", secs / *calls as f64) } else { "cached".into() });
         r.push(format!("{secs:.1}"));
+        r.push(if *gate { "fused" } else { "closed" }.into());
         out.push(r);
     }
     let mut header = vec!["group", "file"];
     header.extend(methods);
-    header.extend(["llm_calls", "s/call", "llm_s"]);
+    header.extend(["llm_calls", "s/call", "llm_s", "gate"]);
+    if !rows.is_empty() {
+        let mut r = vec!["MEAN".to_string(), format!("{} files", rows.len())];
+        for k in 0..methods.len() {
+            let vals: Vec<(f64, f64)> = rows.iter().filter_map(|row| row.2[k]).collect();
+            let n = vals.len().max(1) as f64;
+            r.push(format!(
+                "{:.3}/{:.3}",
+                vals.iter().map(|p| p.0).sum::<f64>() / n,
+                vals.iter().map(|p| p.1).sum::<f64>() / n
+            ));
+        }
+        let calls: usize = rows.iter().map(|row| row.3).sum();
+        let secs: f64 = rows.iter().map(|row| row.4).sum();
+        r.push(calls.to_string());
+        r.push(if calls > 0 { format!("{:.2}", secs / calls as f64) } else { "cached".into() });
+        r.push(format!("{secs:.1}"));
+        r.push(String::new());
+        out.push(r);
+    }
     if args.format == OutputFormat::Json {
         let v: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(g, n, s, c, secs)| {
-                let mut o = serde_json::json!({"group": g, "file": n, "llm_calls": c, "llm_seconds": secs});
+            .map(|(g, n, s, c, secs, gate)| {
+                let mut o =
+                    serde_json::json!({"group": g, "file": n, "llm_calls": c, "llm_seconds": secs, "llm_fused": gate});
                 for (m, v) in methods.iter().zip(s) {
                     o[*m] = serde_json::json!({"VUS-PR": v.map(|p| p.0), "AUC-PR": v.map(|p| p.1)});
                 }

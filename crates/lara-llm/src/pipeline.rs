@@ -98,3 +98,32 @@ mod tests {
         assert!(fuse_scores(&det[..3], &lat, &llm, &refs, &CollateConfig::default()).is_err());
     }
 }
+
+/// Label-free reliability gate (beyond the paper): does the LLM, on average, score the
+/// detector's most suspicious windows (`top`) above the random calibration windows
+/// (`random`)? If not, its scores carry no signal the detector lacks, and fusing them can only
+/// reorder the detector's ranking at random, so the caller should keep the aligned detector
+/// scores alone. `None` when either group has no usable LLM answer.
+pub fn llm_separates_suspicious_windows(llm_scores: &[Option<f64>], top: &[usize], random: &[usize]) -> Option<bool> {
+    let mean = |idx: &[usize]| {
+        let v: Vec<f64> = idx.iter().filter_map(|&i| llm_scores.get(i).copied().flatten()).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    Some(mean(top)? > mean(random)?)
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::llm_separates_suspicious_windows as gate;
+
+    #[test]
+    fn gate_opens_only_when_the_llm_ranks_suspicious_windows_higher() {
+        let s = vec![Some(0.9), Some(0.8), Some(0.1), Some(0.2), None];
+        assert_eq!(gate(&s, &[0, 1], &[2, 3]), Some(true));
+        assert_eq!(gate(&s, &[2, 3], &[0, 1]), Some(false));
+        // Equal means carry no signal.
+        let flat = vec![Some(0.5); 4];
+        assert_eq!(gate(&flat, &[0, 1], &[2, 3]), Some(false));
+        assert_eq!(gate(&s, &[4], &[2]), None);
+    }
+}
