@@ -7,28 +7,13 @@
 
 use lara_adapt::AdaptConfig;
 use lara_core::Series;
-use lara_vae::{Detector, FitOptions};
+use lara_vae::Detector;
+
+mod common;
+use common::toy_detector as detector;
 
 fn series(n: usize, level: f32, scale: f32, seed: u32) -> Series {
-    let mut values = Vec::with_capacity(n * 2);
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    for t in 0..n {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        let noise = (s as f32 / u32::MAX as f32 - 0.5) * 0.1;
-        let a = (t as f32 * 0.2).sin();
-        values.push(a + noise);
-        values.push(level + scale * (0.5 * a + (t as f32 * 0.05).cos()) + noise);
-    }
-    Series::new(values, n, vec!["a".into(), "b".into()], None, None, n).unwrap()
-}
-
-fn detector() -> Detector {
-    let mut opts = FitOptions { window: 20, ..FitOptions::default() };
-    opts.train.max_steps = 150;
-    opts.train.hidden = 64;
-    Detector::fit(&series(1500, 0.0, 1.0, 1), &opts, &mut |_| {}).unwrap()
+    common::toy_series(n, n, level, scale, seed)
 }
 
 fn rows(s: &Series, from: usize, to: usize) -> Series {

@@ -187,33 +187,14 @@ fn training_prefix_too_short_is_an_error() {
     assert!(e.to_string().contains("window"), "{e}");
 }
 
+mod common;
+
 mod adaptation {
     use lara_adapt::{AdaptConfig, Adapter};
     use lara_core::Series;
-    use lara_vae::{Adaptation, Detector, FitOptions};
+    use lara_vae::{Adaptation, Detector};
 
-    /// Two correlated sine channels; `shift` moves the level and scale of the second.
-    fn series(n: usize, train_end: usize, level: f32, scale: f32, seed: u32) -> Series {
-        let mut values = Vec::with_capacity(n * 2);
-        let mut s = seed.wrapping_mul(2654435761) | 1;
-        for t in 0..n {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            let noise = (s as f32 / u32::MAX as f32 - 0.5) * 0.1;
-            let a = (t as f32 * 0.2).sin();
-            values.push(a + noise);
-            values.push(level + scale * (0.5 * a + (t as f32 * 0.05).cos()) + noise);
-        }
-        Series::new(values, n, vec!["a".into(), "b".into()], None, None, train_end).unwrap()
-    }
-
-    fn detector() -> Detector {
-        let mut opts = FitOptions { window: 20, ..FitOptions::default() };
-        opts.train.max_steps = 150;
-        opts.train.hidden = 64;
-        Detector::fit(&series(1500, 1500, 0.0, 1.0, 1), &opts, &mut |_| {}).unwrap()
-    }
+    use super::common::{toy_detector as detector, toy_series as series};
 
     fn mean(v: &[f64]) -> f64 {
         v.iter().sum::<f64>() / v.len() as f64
