@@ -507,3 +507,21 @@ fn collate_end_to_end_with_local_llm() {
     assert_eq!(first, second, "the cached replay must reproduce the output exactly");
     assert!(said2.contains("2 answered from cache"), "{said2}");
 }
+
+/// `lara … | head` closes the pipe early: the process must end quietly, not panic.
+#[test]
+fn closed_stdout_pipe_is_not_a_panic() {
+    use std::io::Read;
+    let data = shared().join("data/tsbad/042_MSL_id_1_Sensor_tr_2158_1st_2708.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lara"))
+        .args(["inspect", data.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before anything is read
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+}
