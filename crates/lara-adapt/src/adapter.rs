@@ -573,7 +573,7 @@ pub fn reconstruct<M: FrozenVae + ?Sized>(
     adapter.m_x.apply(&x)
 }
 
-/// What a time step's score measures (same meaning as in `lara-vae`).
+/// What a time step's score measures (`lara-vae` re-exports this type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ScoreKind {
@@ -582,6 +582,26 @@ pub enum ScoreKind {
     Nll,
     /// Squared error `Σ_k (x − x̂)²`.
     Sse,
+}
+
+impl std::str::FromStr for ScoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "nll" => Ok(ScoreKind::Nll),
+            "sse" | "mse" => Ok(ScoreKind::Sse),
+            _ => Err(format!("unknown score kind {s:?} (expected nll or sse)")),
+        }
+    }
+}
+
+impl std::fmt::Display for ScoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ScoreKind::Nll => "nll",
+            ScoreKind::Sse => "sse",
+        })
+    }
 }
 
 /// Per-element contribution factor: `½/σ²` (NLL) or 1 (SSE), and the NLL constant

@@ -84,34 +84,50 @@ fn find_object(text: &str) -> Option<FoundObject> {
     None
 }
 
-/// Length of the object starting at `s[0] == '{'` and whether it closed (string-aware).
-fn scan_object(s: &str) -> (usize, bool) {
-    let mut depth = 0i32;
-    let mut in_str = false;
-    let mut escaped = false;
+/// A string-aware scan of JSON-ish text over its whole length: where the first bracket closes
+/// (byte index just past it), and what is still open at the end.
+struct BracketScan {
+    first_close: Option<usize>,
+    /// Closing characters owed, innermost last.
+    open: Vec<char>,
+    in_str: bool,
+    escaped: bool,
+}
+
+fn scan_brackets(s: &str) -> BracketScan {
+    let mut scan = BracketScan { first_close: None, open: Vec::new(), in_str: false, escaped: false };
     for (i, c) in s.char_indices() {
-        if in_str {
+        if scan.in_str {
             match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_str = false,
+                _ if scan.escaped => scan.escaped = false,
+                '\\' => scan.escaped = true,
+                '"' => scan.in_str = false,
                 _ => {}
             }
             continue;
         }
         match c {
-            '"' => in_str = true,
-            '{' | '[' => depth += 1,
+            '"' => scan.in_str = true,
+            '{' => scan.open.push('}'),
+            '[' => scan.open.push(']'),
             '}' | ']' => {
-                depth -= 1;
-                if depth == 0 {
-                    return (i + 1, true);
+                scan.open.pop();
+                if scan.open.is_empty() && scan.first_close.is_none() {
+                    scan.first_close = Some(i + 1);
                 }
             }
             _ => {}
         }
     }
-    (s.len(), false)
+    scan
+}
+
+/// Length of the object starting at `s[0] == '{'` and whether it closed (string-aware).
+fn scan_object(s: &str) -> (usize, bool) {
+    match scan_brackets(s).first_close {
+        Some(end) => (end, true),
+        None => (s.len(), false),
+    }
 }
 
 /// Close an object cut off mid-way, drop trailing commas, and use double quotes when the model
@@ -122,30 +138,8 @@ fn repair_object(candidate: &str, closed: bool) -> Option<Map<String, Value>> {
         s = s.replace('\'', "\"");
     }
     if !closed {
-        // Replay the scan to know which brackets / string are open.
-        let mut stack = Vec::new();
-        let mut in_str = false;
-        let mut escaped = false;
-        for c in s.chars() {
-            if in_str {
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' => escaped = true,
-                    '"' => in_str = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match c {
-                '"' => in_str = true,
-                '{' => stack.push('}'),
-                '[' => stack.push(']'),
-                '}' | ']' => {
-                    stack.pop();
-                }
-                _ => {}
-            }
-        }
+        // Which brackets / string are still open.
+        let BracketScan { open: mut stack, in_str, escaped, .. } = scan_brackets(&s);
         if escaped {
             s.pop();
         }

@@ -12,40 +12,12 @@
 //! A series shorter than the window is left-padded by repeating its first row; the padding
 //! rows are scored but dropped.
 
-use serde::{Deserialize, Serialize};
-
 use crate::vae::Vae;
 
-/// What a row's score measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ScoreKind {
-    /// Gaussian negative log-likelihood with the calibrated per-feature variance.
-    #[default]
-    Nll,
-    /// Squared reconstruction error (features weighted equally).
-    Sse,
-}
-
-impl std::str::FromStr for ScoreKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "nll" => Ok(ScoreKind::Nll),
-            "sse" | "mse" => Ok(ScoreKind::Sse),
-            _ => Err(format!("unknown score kind {s:?} (expected nll or sse)")),
-        }
-    }
-}
-
-impl std::fmt::Display for ScoreKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ScoreKind::Nll => "nll",
-            ScoreKind::Sse => "sse",
-        })
-    }
-}
+/// What a row's score measures: Gaussian negative log-likelihood with the calibrated
+/// per-feature variance (default) or squared reconstruction error. One type shared with
+/// LARA's scoring in `lara-adapt`.
+pub use lara_adapt::ScoreKind;
 
 /// Per-row scores and per-row per-feature contributions.
 #[derive(Debug, Clone, PartialEq)]
