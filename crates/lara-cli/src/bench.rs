@@ -21,6 +21,9 @@ pub enum BenchCommand {
     /// LARA vs. no adaptation, fine-tuning, scratch training and a full retrain after a
     /// normal-pattern change (cross-entity pairs and a synthetic shift).
     Adapt(crate::bench_adapt::AdaptBenchArgs),
+    /// The online monitor on every benchmark file: static vs. adapt vs. adapt+retrain beside
+    /// the TSB-AD peers in both protocols, per dataset group and per half of the files.
+    Online(crate::bench_online::OnlineBenchArgs),
     /// CoLLaTe vs. detector only, LLM only, naive average and the MSE-loss ablation.
     Collate(crate::collate_cmds::CollateBenchArgs),
 }
@@ -67,6 +70,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Detect(a) => crate::bench_detect::run(a),
         BenchCommand::Adapt(a) => crate::bench_adapt::run(a),
         BenchCommand::Collate(a) => crate::collate_cmds::bench(a),
+        BenchCommand::Online(a) => crate::bench_online::run(a),
     }
 }
 

@@ -5,12 +5,14 @@ mod alloc_meter;
 mod bench;
 mod bench_adapt;
 mod bench_detect;
+mod bench_online;
 mod collate_cmds;
 mod data_args;
 mod demo;
 mod eval;
 mod inspect;
 mod plot;
+mod replay_cmds;
 mod report;
 mod threshold;
 mod vae_cmds;
@@ -57,6 +59,9 @@ enum Command {
     /// The LLM backends: `lara llm check` makes one round trip and prints latency and tokens/s.
     #[command(subcommand)]
     Llm(collate_cmds::LlmCommand),
+    /// Replay a data file row by row through the online monitor, exactly as the service
+    /// will: causal scores, p_anomaly, automatic pattern-change handling with LARA.
+    Replay(replay_cmds::ReplayArgs),
     /// Compute the TSB-AD metric suite (VUS-PR, AUC-PR, F1 family, affiliation) of a score
     /// series against the labels of a data file.
     Eval(eval::EvalArgs),
@@ -81,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::Adapt(a) => adapt_cmds::run(a),
         Command::Collate(a) => collate_cmds::run(a),
         Command::Llm(c) => collate_cmds::llm(c),
+        Command::Replay(a) => replay_cmds::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(b) => bench::run(b),

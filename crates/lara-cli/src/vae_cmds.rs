@@ -75,6 +75,14 @@ pub struct TrainArgs {
     /// Moving-average length of the row scores (default: the window length; 0 = none).
     #[arg(long)]
     pub smooth: Option<usize>,
+    /// Trailing-mean length of the causal (online) scores (default: a quarter window).
+    #[arg(long)]
+    pub causal_smooth: Option<usize>,
+    /// Knee of the per-feature contributions of causal scores in nats (0 = linear): above
+    /// it a contribution grows logarithmically, so one rarely flipping channel cannot drown
+    /// the others.
+    #[arg(long, default_value_t = lara_vae::detector::DEFAULT_CONTRIB_KNEE)]
+    pub contrib_knee: f32,
     /// Scaler fitted on the training prefix: zscore, minmax or robust.
     #[arg(long, default_value = "zscore")]
     pub scaler: ScalerKind,
@@ -190,6 +198,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         smooth: args.smooth,
         risk: args.risk,
         init_level: args.init_level,
+        causal_smooth: args.causal_smooth,
+        contrib_knee: if args.contrib_knee > 0.0 { Some(args.contrib_knee) } else { None },
     };
     eprintln!(
         "training on rows [0, {train_end}) of {} ({} rows × {} columns), window {}, {} threads",
@@ -222,7 +232,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
+use crate::causal::nll_constant;
 use crate::detector::{fit_threshold, Detector, ThresholdInfo};
 use crate::vae::Vae;
 use crate::VaeError;
@@ -80,8 +81,7 @@ impl Adaptation {
 /// `C = ½ Σ_k (log σ²_k + log 2π)` the NLL constant of a row. `None` for a threshold that is
 /// not finite.
 fn transfer_threshold(current: &ThresholdInfo, old_lv: &[f32], new_lv: &[f32]) -> Option<f64> {
-    let c = |lv: &[f32]| lv.iter().map(|&v| 0.5 * (v as f64 + std::f64::consts::TAU.ln())).sum::<f64>();
-    let t = current.value - c(old_lv) + c(new_lv);
+    let t = current.value - nll_constant(old_lv) + nll_constant(new_lv);
     t.is_finite().then_some(t)
 }
 
@@ -111,8 +111,43 @@ impl Detector {
         parent: Option<ParentRef>,
     ) -> Result<(Detector, AdaptReport), VaeError> {
         let scaled = self.scale(new)?;
+        self.adapt_scaled(&scaled, new.n_rows, cfg, parent)
+    }
+
+    /// [`Detector::adapt`] on rows already scaled by the model's scaler (`n_rows × m`).
+    /// Fewer rows than one window are left-padded with the first row (the padding the
+    /// scorers use at the start of a series or segment), so a default model (window 100)
+    /// adapts from 40 slots: the one adaptation window then holds the 40 new rows behind
+    /// 60 copies of the first.
+    pub fn adapt_scaled(
+        &self,
+        scaled: &[f32],
+        n_rows: usize,
+        cfg: &AdaptConfig,
+        parent: Option<ParentRef>,
+    ) -> Result<(Detector, AdaptReport), VaeError> {
+        let m = self.vae.n_features();
+        let w = self.vae.window();
+        if n_rows == 0 || scaled.len() != n_rows * m {
+            return Err(VaeError::Invalid(format!("adaptation needs at least one row of {m} values")));
+        }
+        if let Some(i) = scaled.iter().position(|v| !v.is_finite()) {
+            return Err(VaeError::Invalid(format!("non-finite value at row {}, column {}", i / m + 1, i % m + 1)));
+        }
+        let padded;
+        let rows: &[f32] = if n_rows < w {
+            let mut p = Vec::with_capacity(w * m);
+            for _ in 0..w - n_rows {
+                p.extend_from_slice(&scaled[..m]);
+            }
+            p.extend_from_slice(scaled);
+            padded = p;
+            &padded
+        } else {
+            scaled
+        };
         let previous = self.meta.adaptation.as_ref().map(|a| &a.adapter);
-        let (adapter, report) = lara_adapt::adapt_rows(&self.vae, previous, &scaled, new.n_cols(), cfg)
+        let (adapter, report) = lara_adapt::adapt_rows(&self.vae, previous, rows, m, cfg)
             .map_err(|e| VaeError::Invalid(format!("adaptation: {e}")))?;
         let base_threshold = match &self.meta.adaptation {
             Some(a) => a.base_threshold.clone(),
@@ -131,12 +166,17 @@ impl Detector {
             adapter,
             config: *cfg,
             report: report.clone(),
-            rows: new.n_rows,
+            rows: n_rows,
             parent,
             base_threshold,
         });
+        // The normal causal scores move with the NLL constant (module docs of `causal`).
+        if self.meta.options.score_kind == crate::ScoreKind::Nll {
+            let delta = nll_constant(out.vae.obs_logvar()) - nll_constant(self.vae.obs_logvar());
+            out.meta.online = self.meta.online.as_ref().map(|o| o.shifted(delta));
+        }
         let stride = self.meta.options.effective_stride();
-        let steps = out.score_scaled(&scaled, new.n_rows, stride)?;
+        let steps = out.score_scaled(scaled, n_rows, stride)?;
         let mut thr = fit_threshold(&steps.score, self.meta.options.risk, self.meta.options.init_level)?;
         // With K ≈ 40 scores POT has no tail to fit and the fallback quantile is the maximum
         // of K in-sample scores (too low: most held-out new-normal rows exceed it). When the

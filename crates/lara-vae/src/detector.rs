@@ -13,6 +13,9 @@ use crate::train::{train_vae, train_vae_from, Progress, TrainConfig, TrainReport
 use crate::vae::{Vae, VaeConfig};
 use crate::VaeError;
 
+/// Default knee of the causal per-feature contributions (a 4σ residual: ½·4² nats).
+pub const DEFAULT_CONTRIB_KNEE: f32 = 8.0;
+
 /// Everything `fit` needs beyond the data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -31,6 +34,14 @@ pub struct FitOptions {
     pub risk: f64,
     /// POT initial quantile level (e.g. 0.98: the top 2 % of training scores are the peaks).
     pub init_level: f64,
+    /// Trailing mean of the *causal* scores over this many rows (`None`: a quarter window).
+    /// See [`crate::causal`].
+    pub causal_smooth: Option<usize>,
+    /// Knee `κ` of the per-feature contributions of causal scores (nats): above it a
+    /// contribution grows logarithmically, `κ (1 + ln(c/κ))`, so one channel with a tiny
+    /// training variance (a rarely flipping command flag) cannot drown the others.
+    /// `None`: linear. See [`crate::causal`].
+    pub contrib_knee: Option<f32>,
 }
 
 impl Default for FitOptions {
@@ -44,6 +55,8 @@ impl Default for FitOptions {
             smooth: None,
             risk: 1e-3,
             init_level: 0.98,
+            causal_smooth: None,
+            contrib_knee: Some(DEFAULT_CONTRIB_KNEE),
         }
     }
 }
@@ -94,6 +107,10 @@ pub struct ModelMeta {
     /// on top of the frozen VAE and a pointer to the parent model. See [`crate::adapt`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptation: Option<crate::adapt::Adaptation>,
+    /// Tail models of the causal scores on the training rows (`p_anomaly`, online
+    /// threshold; [`crate::causal`]). Absent in files from before the online monitor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<crate::causal::OnlineCalibration>,
 }
 
 /// A trained detector.
@@ -171,8 +188,13 @@ impl Detector {
             train_data_sha256: training_hash(&train_series),
             report,
             adaptation: None,
+            online: None,
         };
-        Ok(Detector { meta, vae })
+        let mut det = Detector { meta, vae };
+        let smooth = det.causal_smooth();
+        let cs = det.score_causal_scaled(&scaled, train_end, smooth)?;
+        det.meta.online = det.calibrate_online(&cs, smooth).ok();
+        Ok(det)
     }
 
     /// Fine-tuning baseline for LARA: continues training **all** VAE weights on every row of

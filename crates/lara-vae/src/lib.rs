@@ -41,6 +41,7 @@
 //!   3800×256 weight matrices and Adam's state); hidden 128: 4–5 ms.
 
 pub mod adapt;
+pub mod causal;
 pub mod detector;
 pub mod error;
 pub mod file;
@@ -51,6 +52,7 @@ pub mod train;
 pub mod vae;
 
 pub use adapt::{Adaptation, ParentRef};
+pub use causal::{causal_windows, nll_constant, top_k, CausalScores, ModelView, OnlineCalibration, RawRows, TrailingMean};
 pub use detector::{Detection, Detector, FitOptions, ModelMeta, ThresholdInfo};
 pub use error::VaeError;
 pub use score::{score_rows, score_rows_with, ScoreKind, StepScores};

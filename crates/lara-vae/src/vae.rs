@@ -387,6 +387,38 @@ impl Vae {
         self.mlp(&self.dec, z, n, false).1
     }
 
+    /// The last `steps` time steps of the decoder means `μ_θ(z)` (`n × (steps·m)`): the same
+    /// values as the tail of [`Vae::decode_mean`]'s rows, at `steps/w` of the last layer's
+    /// cost (causal scoring needs only the newest step of each window).
+    pub fn decode_mean_tail(&self, z: &[f32], n: usize, steps: usize) -> Vec<f32> {
+        self.check_rows(z, n, self.cfg.latent, "decode_mean_tail");
+        let steps = steps.clamp(1, self.cfg.window);
+        let (hidden, _) = self.dec.split_at(self.dec.len() - 1);
+        let last = &self.dec[self.dec.len() - 1];
+        let cols = steps * self.cfg.n_features;
+        let first_col = last.fan_out - cols;
+        let h = if hidden.is_empty() {
+            z.to_vec()
+        } else {
+            let (_, mut h) = self.mlp(hidden, z, n, false);
+            self.cfg.activation.apply(&mut h);
+            h
+        };
+        // The sub-matrix of the last layer's weights for the wanted outputs (fan_in × cols).
+        let w = &self.params[last.w..last.w + last.fan_in * last.fan_out];
+        let mut sub = Vec::with_capacity(last.fan_in * cols);
+        for row in w.chunks_exact(last.fan_out) {
+            sub.extend_from_slice(&row[first_col..]);
+        }
+        let bias = &self.params[last.b + first_col..last.b + last.fan_out];
+        let mut y = Vec::with_capacity(n * cols);
+        for _ in 0..n {
+            y.extend_from_slice(bias);
+        }
+        gemm(n, cols, last.fan_in, &h, false, &sub, false, 1.0, &mut y);
+        y
+    }
+
     /// Deterministic reconstruction `μ_θ(μ_φ(x))` (`n × (w·m)`).
     pub fn reconstruct(&self, x: &[f32], n: usize) -> Vec<f32> {
         let mu = self.encode_mean(x, n);

@@ -6,9 +6,11 @@
 
 mod pot;
 mod spot;
+mod tail;
 
 pub use pot::{fit_gpd, gpd_quantile, pot, GpdFit, PotThreshold};
 pub use spot::{Spot, SpotDecision};
+pub use tail::{TailModel, SKETCH_POINTS};
 
 /// Why a threshold could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

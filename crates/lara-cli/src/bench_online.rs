@@ -1,0 +1,452 @@
+//! `lara bench online`: the online monitor on every benchmark file, per dataset group and
+//! per half of the files (defaults are chosen on half A, confirmed on half B), beside the
+//! TSB-AD peers in both protocols.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use lara_core::{read_csv, CsvOptions, Series};
+use lara_stream::{Event, Monitor, Policy, Scored};
+use lara_vae::{FitOptions, TrainConfig};
+use serde::Serialize;
+
+use crate::eval::{estimated_window, OutputFormat};
+use crate::replay_cmds::monitor_config;
+use crate::report::table;
+
+const BENCH_ONLINE_HELP: &str = "\
+Per file: the first N rows (N from the file name) are the warm-up: the monitor trains on them
+and scores them; the rest is pushed in batches (results are identical to row-by-row pushes).
+Methods: `offline` (lara detect, looks ahead: windows around each row, centred smoothing; for
+reference only), `static` (causal, the warm-up model never changes), `adapt`, `adapt+retrain`.
+Metrics: VUS-PR and AUC-PR (TSB-AD, all rows, metric window = TSB-AD's period estimate).
+At the label-free threshold, on the rows after the warm-up:
+  ev-R   event recall: labelled anomaly segments with at least one alarm row inside;
+  ev-P   event precision: alarm episodes (maximal runs of alarm rows) that overlap a
+         labelled segment;
+  alarm% alarms among unlabelled rows (mean over files; `med` = median);
+  adapt  adaptations + re-selections per file; `false` those whose rows overlap a label.
+Half A = files with an odd number (defaults were chosen there), half B = even (confirmation).
+Peers: IForest / PCA of TSB-AD 1.5, `whole` = their own protocol (fit on the whole series,
+../shared/peers/results/dev_all_*.jsonl), `prefix` = fit on the training prefix only
+(bench/peers/prefix_*.jsonl, scripts/run_peer_prefix.py). Only files with an anomaly count.";
+
+#[derive(Args, Debug)]
+#[command(after_help = BENCH_ONLINE_HELP)]
+pub struct OnlineBenchArgs {
+    /// Directory of TSB-AD CSV files.
+    #[arg(long, value_name = "DIR", default_value = "../shared/data/tsbad")]
+    pub data_dir: PathBuf,
+    /// Which files: all, a (odd file numbers) or b (even).
+    #[arg(long, default_value = "all")]
+    pub half: String,
+    /// Only files whose name contains this (e.g. SMAP).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// At most this many files (after --half and --filter).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Methods to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "offline,static,adapt,adapt+retrain")]
+    pub methods: Vec<String>,
+    /// K: slots LARA adapts from.
+    #[arg(long, default_value_t = 40)]
+    pub slots: usize,
+    /// Rows a deviation must last before adoption (default: window + slots).
+    #[arg(long)]
+    pub persist: Option<usize>,
+    /// Rows of a new pattern before the retrain of adapt+retrain.
+    #[arg(long, default_value_t = 1000)]
+    pub retrain_rows: usize,
+    /// Window of the warm-up model.
+    #[arg(long, default_value_t = 100)]
+    pub window: usize,
+    /// Hidden width of the warm-up model.
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+    /// Trailing-mean length of the causal scores (default: a quarter window).
+    #[arg(long)]
+    pub causal_smooth: Option<usize>,
+    /// Knee of the per-feature contributions (0 = linear).
+    #[arg(long, default_value_t = lara_vae::detector::DEFAULT_CONTRIB_KNEE)]
+    pub contrib_knee: f32,
+    /// Rows per push.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Files processed at once (each single-threaded).
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Peer results in the prefix protocol (prefix_<method>.jsonl).
+    #[arg(long, value_name = "DIR", default_value = "bench/peers")]
+    pub peers_prefix: PathBuf,
+    /// Peer results in their own protocol (dev_all_<method>.jsonl).
+    #[arg(long, value_name = "DIR", default_value = "../shared/peers/results")]
+    pub peers_whole: PathBuf,
+    /// Also write one JSON line per file and method here.
+    #[arg(long, value_name = "OUT.jsonl")]
+    pub jsonl: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+#[derive(Serialize, Clone, Debug)]
+struct FileResult {
+    file: String,
+    group: String,
+    half: char,
+    method: String,
+    rows: usize,
+    test_rows: usize,
+    vus_pr: Option<f64>,
+    auc_pr: Option<f64>,
+    event_recall: Option<f64>,
+    event_precision: Option<f64>,
+    alarm_rate_unlabelled: Option<f64>,
+    adaptations: usize,
+    false_adaptations: usize,
+    rollbacks: usize,
+    retrains: usize,
+    rows_per_s: f64,
+    train_s: f64,
+}
+
+/// Labelled segments `[a, b)` starting at or after `from`.
+fn segments(labels: &[u8], from: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut t = from;
+    while t < labels.len() {
+        if labels[t] == 1 {
+            let a = t;
+            while t < labels.len() && labels[t] == 1 {
+                t += 1;
+            }
+            out.push((a, t));
+        } else {
+            t += 1;
+        }
+    }
+    out
+}
+
+/// Event-level recall and precision and the unlabelled alarm rate on rows `from..`.
+fn alarm_quality(labels: &[u8], alarms: &[bool], from: usize) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let segs = segments(labels, from);
+    let recall = (!segs.is_empty())
+        .then(|| segs.iter().filter(|&&(a, b)| alarms[a..b].iter().any(|&x| x)).count() as f64 / segs.len() as f64);
+    let as_u8: Vec<u8> = alarms.iter().map(|&a| a as u8).collect();
+    let episodes = segments(&as_u8, from);
+    let precision = (!episodes.is_empty()).then(|| {
+        episodes.iter().filter(|&&(a, b)| labels[a..b].contains(&1)).count() as f64 / episodes.len() as f64
+    });
+    let (mut fa, mut n0) = (0usize, 0usize);
+    for t in from..labels.len() {
+        if labels[t] == 0 {
+            n0 += 1;
+            fa += alarms[t] as usize;
+        }
+    }
+    (recall, precision, (n0 > 0).then(|| fa as f64 / n0 as f64))
+}
+
+fn file_half(name: &str) -> char {
+    let n: usize = name.split('_').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    if n % 2 == 1 {
+        'A'
+    } else {
+        'B'
+    }
+}
+
+fn group_of(name: &str) -> String {
+    name.split('_').nth(1).unwrap_or("?").to_string()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn result_row(
+    series: &Series,
+    method: &str,
+    scores: &[f64],
+    alarms: &[bool],
+    events: &[Event],
+    rows_per_s: f64,
+    train_s: f64,
+    window: usize,
+    name: &str,
+) -> FileResult {
+    let labels = series.labels.clone().unwrap_or_else(|| vec![0; series.n_rows]);
+    let from = series.train_end;
+    let (vus_pr, auc_pr) = match lara_metrics::evaluate(&labels, scores, window) {
+        Ok(m) => (m.vus_pr, m.auc_pr),
+        Err(_) => (None, None),
+    };
+    let (event_recall, event_precision, alarm_rate_unlabelled) = alarm_quality(&labels, alarms, from);
+    let adopted: Vec<&Event> = events.iter().filter(|e| e.kind == "adapt" || e.kind == "reselect").collect();
+    let false_adaptations = adopted
+        .iter()
+        .filter(|e| e.rows.is_some_and(|[a, b]| labels[a as usize..=(b as usize).min(labels.len() - 1)].contains(&1)))
+        .count();
+    FileResult {
+        file: name.to_string(),
+        group: group_of(name),
+        half: file_half(name),
+        method: method.to_string(),
+        rows: series.n_rows,
+        test_rows: series.n_rows - from,
+        vus_pr,
+        auc_pr,
+        event_recall,
+        event_precision,
+        alarm_rate_unlabelled,
+        adaptations: adopted.len(),
+        false_adaptations,
+        rollbacks: events.iter().filter(|e| e.kind == "rollback").count(),
+        retrains: events.iter().filter(|e| e.kind == "retrain").count(),
+        rows_per_s,
+        train_s,
+    }
+}
+
+fn run_file(path: &Path, args: &OnlineBenchArgs) -> Result<Vec<FileResult>> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let series = read_csv(path, &CsvOptions::default()).with_context(|| format!("reading {}", path.display()))?;
+    let window = estimated_window(&series);
+    let m = series.n_cols();
+    let n = series.train_end;
+    if n == 0 || n >= series.n_rows {
+        bail!("{name}: no training prefix in the file name");
+    }
+    let mut cfg = monitor_config(Policy::Static, args.slots, args.persist, args.retrain_rows);
+    cfg.warmup_rows = n;
+    cfg.fit = Some(FitOptions {
+        window: args.window,
+        causal_smooth: args.causal_smooth,
+        contrib_knee: (args.contrib_knee > 0.0).then_some(args.contrib_knee),
+        train: TrainConfig { hidden: args.hidden, ..TrainConfig::default() },
+        ..FitOptions::default()
+    });
+    let rows: Vec<&[f32]> = (0..series.n_rows).map(|t| &series.values[t * m..(t + 1) * m]).collect();
+    // The warm-up once, shared by every method.
+    let t0 = Instant::now();
+    let mut warm = Monitor::untrained(series.columns.clone(), cfg)?;
+    warm.push(&rows[..n])?;
+    let train_s = t0.elapsed().as_secs_f64();
+    let warm_scores = warm.take_warmup_scores();
+    let warm_events = warm.drain_events();
+    let mut out = Vec::new();
+    for method in &args.methods {
+        if method == "offline" {
+            let det = warm.base().expect("trained").clone();
+            let t = Instant::now();
+            let d = det.detect(&series, None)?;
+            let rps = (series.n_rows - n) as f64 / t.elapsed().as_secs_f64().max(1e-9);
+            out.push(result_row(&series, method, &d.score, &d.is_anomaly, &[], rps, train_s, window, &name));
+            continue;
+        }
+        let policy: Policy = method.parse().map_err(anyhow::Error::msg)?;
+        let mut mon = warm.clone();
+        mon.set_policy(policy);
+        let mut results: Vec<Scored> = warm_scores.clone();
+        let mut events = warm_events.clone();
+        let t = Instant::now();
+        for chunk in rows[n..].chunks(args.batch.max(1)) {
+            results.extend(mon.push(chunk)?);
+            events.extend(mon.drain_events());
+        }
+        let rps = (series.n_rows - n) as f64 / t.elapsed().as_secs_f64().max(1e-9);
+        let scores: Vec<f64> = results.iter().map(|s| s.score).collect();
+        let alarms: Vec<bool> = results.iter().map(|s| s.is_anomaly).collect();
+        out.push(result_row(&series, method, &scores, &alarms, &events, rps, train_s, window, &name));
+    }
+    Ok(out)
+}
+
+/// Peer VUS-PR / AUC-PR per file from JSON lines.
+fn load_peer(path: &Path) -> BTreeMap<String, (f64, f64)> {
+    let mut out = BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return out;
+    };
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if let (Some(f), Some(vp), Some(ap)) = (v["file"].as_str(), v["VUS-PR"].as_f64(), v["AUC-PR"].as_f64()) {
+            out.insert(f.to_string(), (vp, ap));
+        }
+    }
+    out
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| s / n as f64)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let k = v.len();
+    Some(if k % 2 == 1 { v[k / 2] } else { 0.5 * (v[k / 2 - 1] + v[k / 2]) })
+}
+
+fn f3(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into())
+}
+
+pub fn run(args: &OnlineBenchArgs) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.data_dir)
+        .with_context(|| format!("reading {}", args.data_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .collect();
+    files.sort();
+    let half = args.half.to_ascii_uppercase();
+    files.retain(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        (half == "ALL" || file_half(name).to_string() == half)
+            && args.filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
+    });
+    if let Some(l) = args.limit {
+        files.truncate(l);
+    }
+    if files.is_empty() {
+        bail!("no CSV file selected in {}", args.data_dir.display());
+    }
+    if args.jobs > 1 {
+        // One GEMM thread per file; files run side by side.
+        let _ = lara_vae::init_threads(1);
+    }
+    let bar = ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<FileResult>> = Mutex::new(Vec::new());
+    let files = Arc::new(files);
+    std::thread::scope(|s| {
+        for _ in 0..args.jobs.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(p) = files.get(i) else { break };
+                match run_file(p, args) {
+                    Ok(r) => results.lock().expect("lock").extend(r),
+                    Err(e) => bar.println(format!("{}: {e:#}", p.display())),
+                }
+                bar.set_message(p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string());
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let mut results = results.into_inner().expect("lock");
+    results.sort_by(|a, b| (&a.file, &a.method).cmp(&(&b.file, &b.method)));
+    if let Some(p) = &args.jsonl {
+        let mut s = String::new();
+        for r in &results {
+            s.push_str(&serde_json::to_string(r)?);
+            s.push('\n');
+        }
+        lara_core::write_atomic(p, s.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let peers: Vec<(String, BTreeMap<String, (f64, f64)>)> = ["IForest", "PCA"]
+        .iter()
+        .flat_map(|m| {
+            [
+                (format!("{m} (whole)"), load_peer(&args.peers_whole.join(format!("dev_all_{m}.jsonl")))),
+                (format!("{m} (prefix)"), load_peer(&args.peers_prefix.join(format!("prefix_{m}.jsonl")))),
+            ]
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    if matches!(args.format, OutputFormat::Json) {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(());
+    }
+    print_summary(&results, &peers, args);
+    Ok(())
+}
+
+fn print_summary(results: &[FileResult], peers: &[(String, BTreeMap<String, (f64, f64)>)], args: &OnlineBenchArgs) {
+    let mut groups: Vec<String> = results.iter().map(|r| r.group.clone()).collect();
+    groups.sort();
+    groups.dedup();
+    let mut rows = Vec::new();
+    for half in ['A', 'B', '*'] {
+        for g in &groups {
+            let sel = |r: &&FileResult| &r.group == g && (half == '*' || r.half == half);
+            // Files with an anomaly (metrics defined).
+            let files: Vec<String> = {
+                let mut f: Vec<String> =
+                    results.iter().filter(sel).filter(|r| r.vus_pr.is_some()).map(|r| r.file.clone()).collect();
+                f.sort();
+                f.dedup();
+                f
+            };
+            if files.is_empty() {
+                continue;
+            }
+            let h = if half == '*' { "all".to_string() } else { half.to_string() };
+            for method in &args.methods {
+                let rs: Vec<&FileResult> =
+                    results.iter().filter(sel).filter(|r| &r.method == method && r.vus_pr.is_some()).collect();
+                if rs.is_empty() {
+                    continue;
+                }
+                let rates: Vec<f64> = rs.iter().filter_map(|r| r.alarm_rate_unlabelled).collect();
+                rows.push(vec![
+                    h.clone(),
+                    g.clone(),
+                    method.clone(),
+                    rs.len().to_string(),
+                    f3(mean(rs.iter().filter_map(|r| r.vus_pr))),
+                    f3(mean(rs.iter().filter_map(|r| r.auc_pr))),
+                    f3(mean(rs.iter().filter_map(|r| r.event_precision))),
+                    f3(mean(rs.iter().filter_map(|r| r.event_recall))),
+                    format!("{:.2}", 100.0 * mean(rates.iter().copied()).unwrap_or(0.0)),
+                    format!("{:.2}", 100.0 * median(rates).unwrap_or(0.0)),
+                    format!("{:.2}", rs.iter().map(|r| r.adaptations).sum::<usize>() as f64 / rs.len() as f64),
+                    rs.iter().map(|r| r.false_adaptations).sum::<usize>().to_string(),
+                    format!("{:.0}", mean(rs.iter().map(|r| r.rows_per_s)).unwrap_or(0.0)),
+                ]);
+            }
+            for (name, p) in peers {
+                let v: Vec<(f64, f64)> = files.iter().filter_map(|f| p.get(f).copied()).collect();
+                if v.is_empty() {
+                    continue;
+                }
+                rows.push(vec![
+                    h.clone(),
+                    g.clone(),
+                    name.clone(),
+                    v.len().to_string(),
+                    f3(mean(v.iter().map(|x| x.0))),
+                    f3(mean(v.iter().map(|x| x.1))),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+            }
+        }
+    }
+    println!(
+        "{}",
+        table(
+            &[
+                "half", "group", "method", "files", "VUS-PR", "AUC-PR", "ev-P", "ev-R", "alarm%", "med%", "adapt",
+                "false", "rows/s"
+            ],
+            &rows
+        )
+    );
+}

@@ -1,0 +1,864 @@
+//! The per-entity online monitor (see the crate docs for the life cycle and its rules).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use lara_core::Series;
+use lara_vae::{causal_windows, top_k, Adaptation, Detector, FitOptions, ModelView, OnlineCalibration, TrailingMean};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{MonitorConfig, Policy, RetrainPolicy};
+use crate::StreamError;
+
+/// Where a monitor is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Collecting history before there is a model (or the first `slots` rows of a cold
+    /// start on a shared base model).
+    Warmup,
+    /// Scoring with a model that explains the current pattern.
+    Normal,
+    /// The change test crossed its first level: a sustained deviation may be starting.
+    Suspect,
+    /// The deviation persists: its rows are collected as the candidate new pattern.
+    Collecting,
+    /// A new model (adapter or re-selected pattern) scores; it is being validated.
+    Adapted,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Warmup => "warmup",
+            State::Normal => "normal",
+            State::Suspect => "suspect",
+            State::Collecting => "collecting",
+            State::Adapted => "adapted",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result for one row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    /// Index of the row since the monitor started (0-based).
+    pub row: u64,
+    /// Published score: trailing mean of the raw causal scores (NaN before a model exists).
+    pub score: f64,
+    pub threshold: f64,
+    pub is_anomaly: bool,
+    /// Calibrated probability that a normal row scores at most this (see the crate docs).
+    pub p_anomaly: f64,
+    pub state: State,
+    /// Version of the model that scored the row (0 before a model exists; +1 per switch).
+    pub model_version: u32,
+    /// Columns contributing most to the score (indices into the model's columns).
+    pub top_dims: Vec<usize>,
+}
+
+/// A decision of the monitor, with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Row at which the decision was taken.
+    pub row: u64,
+    /// `train`, `suspect`, `collect`, `dismiss`, `adapt`, `reselect`, `validate`,
+    /// `rollback`, `retrain`, `error`.
+    pub kind: String,
+    /// State after the decision.
+    pub state: State,
+    /// Model version after the decision.
+    pub model_version: u32,
+    /// The change test's statistic when it mattered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<f64>,
+    /// First and last row (inclusive) of the data the decision used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<[u64; 2]>,
+    /// Mean raw NLL of those rows under the model before / after the decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nll_before: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nll_after: Option<f64>,
+    /// Wall time the decision took (not part of the deterministic output).
+    pub elapsed_ms: f64,
+    pub detail: String,
+}
+
+/// One model the monitor can score with: the base VAE plus an optional adapter, and the
+/// calibration of its causal scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pattern {
+    /// Version number this pattern got when it was created.
+    pub id: u32,
+    pub adaptation: Option<Adaptation>,
+    pub online: OnlineCalibration,
+    /// Rows it was fitted on (`None` for the base model).
+    pub fitted_rows: Option<[u64; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Cusum {
+    s: f64,
+    /// Estimated start of the current excursion (the row after `s` was last 0).
+    start: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Validation {
+    rows: usize,
+    sum_new: f64,
+    sum_old: f64,
+    exceed: usize,
+    /// Segment start of the model that was replaced (restored on a roll-back).
+    old_seg_start: u64,
+}
+
+/// The monitor's whole state except the base model (plain data; serialized by
+/// [`Monitor::snapshot`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorState {
+    pub config: MonitorConfig,
+    pub columns: Vec<String>,
+    /// SHA-256 of the base model's bytes (checked on restore).
+    pub base_sha256: String,
+    pub rows_seen: u64,
+    pub state: State,
+    pub version: u32,
+    pub current: Option<Pattern>,
+    previous: Option<Pattern>,
+    /// Validated earlier patterns (the base model's first).
+    pub memory: Vec<Pattern>,
+    /// The newest raw rows (row-major), `history_start` = index of the first.
+    history: VecDeque<f32>,
+    history_start: u64,
+    /// First row of the current pattern's segment (windows never reach before it).
+    seg_start: u64,
+    smoother: TrailingMean,
+    cusum: Cusum,
+    change_start: Option<u64>,
+    cooldown_until: u64,
+    validation: Option<Validation>,
+    /// Rows of the current segment when the last retrain happened (once per pattern).
+    retrained_seg: Option<u64>,
+    last_retrain: u64,
+}
+
+/// The online monitor of one entity. Synchronous and deterministic: the same rows give the
+/// same results however they are batched, and a restored snapshot continues identically.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    base: Option<Arc<Detector>>,
+    /// The base model was trained by this monitor (warm-up or retrain): it travels in the
+    /// snapshot. A shared base model does not.
+    own_base: bool,
+    s: MonitorState,
+    events: Vec<Event>,
+    warmup_scores: Vec<Scored>,
+}
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"LARAMON1";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Monitor {
+    /// A monitor that starts scoring with `model` from its first row (or, with
+    /// `config.cold_start`, adapts it by LARA from the first `slots` rows).
+    pub fn new(model: Arc<Detector>, config: MonitorConfig) -> Result<Monitor, StreamError> {
+        config.validate().map_err(StreamError::Config)?;
+        let online = model.meta.online.clone().ok_or_else(|| {
+            StreamError::Config(
+                "the model file has no online calibration (trained before lara-stream); retrain it with this lara"
+                    .into(),
+            )
+        })?;
+        let bytes = model.to_bytes()?;
+        let base_pattern = Pattern { id: 1, adaptation: model.meta.adaptation.clone(), online, fitted_rows: None };
+        let m = model.meta.columns.len();
+        let state = if config.cold_start { State::Warmup } else { State::Normal };
+        let s = MonitorState {
+            columns: model.meta.columns.clone(),
+            base_sha256: sha256_hex(&bytes),
+            rows_seen: 0,
+            state,
+            version: 1,
+            current: Some(base_pattern.clone()),
+            previous: None,
+            memory: vec![base_pattern],
+            history: VecDeque::new(),
+            history_start: 0,
+            seg_start: 0,
+            smoother: TrailingMean::new(model.causal_smooth(), m),
+            cusum: Cusum { s: 0.0, start: 0 },
+            change_start: None,
+            cooldown_until: 0,
+            validation: None,
+            retrained_seg: None,
+            last_retrain: 0,
+            config,
+        };
+        Ok(Monitor { base: Some(model), own_base: false, s, events: Vec::new(), warmup_scores: Vec::new() })
+    }
+
+    /// A monitor without a model: it collects `config.warmup_rows` rows, trains on them
+    /// (`config.fit` or the defaults), scores them with that model
+    /// ([`Monitor::take_warmup_scores`]) and goes on.
+    pub fn untrained(columns: Vec<String>, config: MonitorConfig) -> Result<Monitor, StreamError> {
+        config.validate().map_err(StreamError::Config)?;
+        if columns.is_empty() {
+            return Err(StreamError::Config("a monitor needs at least one column".into()));
+        }
+        let fit = config.fit.clone().unwrap_or_default();
+        if config.warmup_rows < 2 * fit.window.min(10).max(1) {
+            return Err(StreamError::Config(format!(
+                "warmup_rows ({}) is too small to train a model",
+                config.warmup_rows
+            )));
+        }
+        let m = columns.len();
+        let s = MonitorState {
+            columns,
+            base_sha256: String::new(),
+            rows_seen: 0,
+            state: State::Warmup,
+            version: 0,
+            current: None,
+            previous: None,
+            memory: Vec::new(),
+            history: VecDeque::new(),
+            history_start: 0,
+            seg_start: 0,
+            smoother: TrailingMean::new(1, m),
+            cusum: Cusum { s: 0.0, start: 0 },
+            change_start: None,
+            cooldown_until: 0,
+            validation: None,
+            retrained_seg: None,
+            last_retrain: 0,
+            config,
+        };
+        Ok(Monitor { base: None, own_base: true, s, events: Vec::new(), warmup_scores: Vec::new() })
+    }
+
+    /// Changes the policy from the next row on (e.g. to compare policies on one warm-up).
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.s.config.policy = policy;
+    }
+
+    pub fn state(&self) -> State {
+        self.s.state
+    }
+    pub fn version(&self) -> u32 {
+        self.s.version
+    }
+    pub fn rows_seen(&self) -> u64 {
+        self.s.rows_seen
+    }
+    pub fn columns(&self) -> &[String] {
+        &self.s.columns
+    }
+    pub fn config(&self) -> &MonitorConfig {
+        &self.s.config
+    }
+    /// The base model (None during warm-up).
+    pub fn base(&self) -> Option<&Arc<Detector>> {
+        self.base.as_ref()
+    }
+    /// The pattern scoring now.
+    pub fn current(&self) -> Option<&Pattern> {
+        self.s.current.as_ref()
+    }
+    /// The pattern memory (the base model first).
+    pub fn memory(&self) -> &[Pattern] {
+        &self.s.memory
+    }
+
+    /// Decisions taken since the last call.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The warm-up rows' results, scored by the model trained on them (once, after the
+    /// warm-up ended).
+    pub fn take_warmup_scores(&mut self) -> Vec<Scored> {
+        std::mem::take(&mut self.warmup_scores)
+    }
+
+    /// Bytes of the monitor's state beside its row buffer and base model: patterns,
+    /// calibrations, smoothing and test state (the service's per-entity cost on a shared
+    /// base model).
+    pub fn state_bytes_without_rows(&self) -> usize {
+        let mut s = self.s.clone();
+        s.history.clear();
+        serde_json::to_vec(&s).map(|v| v.len()).unwrap_or(0)
+    }
+
+    // ------------------------------------------------------------------------------
+    // Input checks
+
+    /// Checks a batch before anything changes: every row has the monitor's column count and
+    /// only finite values. Errors name the row (1-based within the batch) and the column.
+    fn check_rows<R: AsRef<[f32]>>(&self, rows: &[R]) -> Result<(), StreamError> {
+        let m = self.s.columns.len();
+        for (i, r) in rows.iter().enumerate() {
+            let r = r.as_ref();
+            if r.len() != m {
+                return Err(StreamError::BadRow {
+                    row: i + 1,
+                    detail: format!("{} values, the monitor has {m} columns", r.len()),
+                });
+            }
+            if let Some(j) = r.iter().position(|v| !v.is_finite()) {
+                return Err(StreamError::BadRow {
+                    row: i + 1,
+                    detail: format!("column {:?} is not a finite number ({})", self.s.columns[j], r[j]),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------------------
+    // Pushing rows
+
+    /// Scores `rows` (each with the monitor's columns, in time order) and runs the life
+    /// cycle. One result per row. On an error nothing changed.
+    pub fn push<R: AsRef<[f32]>>(&mut self, rows: &[R]) -> Result<Vec<Scored>, StreamError> {
+        self.check_rows(rows)?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut j = 0;
+        while j < rows.len() {
+            if self.base.is_none() {
+                // Warm-up without a model: collect until there are enough rows to train.
+                self.push_history(rows[j].as_ref());
+                out.push(self.unscored(self.s.rows_seen - 1));
+                j += 1;
+                if self.s.rows_seen as usize >= self.s.config.warmup_rows {
+                    self.train_from_warmup()?;
+                }
+                continue;
+            }
+            j += self.score_run(&rows[j..], &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn unscored(&self, row: u64) -> Scored {
+        Scored {
+            row,
+            score: f64::NAN,
+            threshold: f64::NAN,
+            is_anomaly: false,
+            p_anomaly: f64::NAN,
+            state: State::Warmup,
+            model_version: 0,
+            top_dims: Vec::new(),
+        }
+    }
+
+    fn m(&self) -> usize {
+        self.s.columns.len()
+    }
+
+    /// Rows of history kept: enough context for a window and the newest `slots` rows, and
+    /// the rows a retrain uses.
+    fn history_cap(&self) -> usize {
+        let w = self.base.as_ref().map(|b| b.meta.options.window).unwrap_or(1);
+        let mut cap = w + self.s.config.persist_rows(w);
+        if self.s.config.policy == Policy::AdaptRetrain {
+            cap = cap.max(match self.s.config.retrain {
+                RetrainPolicy::Off => 0,
+                RetrainPolicy::EveryRows(n) | RetrainPolicy::AfterPatternRows(n) => n,
+            });
+        }
+        if self.base.is_none() {
+            cap = cap.max(self.s.config.warmup_rows);
+        }
+        cap
+    }
+
+    fn push_history(&mut self, row: &[f32]) {
+        self.s.history.extend(row.iter().copied());
+        self.s.rows_seen += 1;
+        let m = self.m();
+        let cap = self.history_cap();
+        while self.s.history.len() / m > cap {
+            self.s.history.drain(..m);
+            self.s.history_start += 1;
+        }
+    }
+
+    /// Raw rows `[a, b)` (absolute indices, inside the history), scaled by the base scaler.
+    fn scaled_history(&self, a: u64, b: u64) -> Vec<f32> {
+        let m = self.m();
+        let (i, k) = ((a - self.s.history_start) as usize * m, (b - self.s.history_start) as usize * m);
+        let mut v: Vec<f32> = self.s.history.range(i..k).copied().collect();
+        if let Some(base) = &self.base {
+            base.meta.scaler.transform(&mut v);
+        }
+        v
+    }
+
+    fn view<'a>(&'a self, p: &'a Pattern) -> ModelView<'a> {
+        let base = self.base.as_ref().expect("a model exists");
+        ModelView::with_adaptation(
+            &base.vae,
+            p.adaptation.as_ref(),
+            base.meta.options.score_kind,
+            base.meta.options.contrib_knee,
+        )
+    }
+
+    /// Scaled windows ending at each of `new` (raw rows following the history), cut at
+    /// segment start `seg`.
+    fn windows(&self, new: &[f32], seg: u64) -> Vec<f32> {
+        let base = self.base.as_ref().expect("a model exists");
+        let (m, w) = (self.m(), base.meta.options.window);
+        let from = seg.max(self.s.rows_seen.saturating_sub(w as u64 - 1)).max(self.s.history_start);
+        let mut ctx = self.scaled_history(from, self.s.rows_seen);
+        let mut scaled_new = new.to_vec();
+        base.meta.scaler.transform(&mut scaled_new);
+        ctx.extend_from_slice(&scaled_new);
+        let pad = ctx[..m].to_vec();
+        causal_windows(&ctx, m, w, new.len() / m, &pad)
+    }
+
+    /// Scores rows with the current model until the model or segment changes; returns how
+    /// many rows were consumed (at least 1).
+    fn score_run<R: AsRef<[f32]>>(&mut self, rows: &[R], out: &mut Vec<Scored>) -> Result<usize, StreamError> {
+        let m = self.m();
+        let flat: Vec<f32> = rows.iter().flat_map(|r| r.as_ref().iter().copied()).collect();
+        let windows = self.windows(&flat, self.s.seg_start);
+        let n = rows.len();
+        let cur = self.s.current.clone().expect("a model exists");
+        let raw = self.view(&cur).score_windows_last_step(&windows, n)?;
+        let raw_old = match (&self.s.validation, &self.s.previous) {
+            (Some(_), Some(p)) => Some(self.view(p).score_windows_last_step(&windows, n)?),
+            _ => None,
+        };
+        let mut mean_c = vec![0.0f32; m];
+        for i in 0..n {
+            let r = raw.score[i];
+            let score = self.s.smoother.push(r, &raw.contrib[i * m..(i + 1) * m], &mut mean_c);
+            let threshold = cur.online.score.threshold();
+            let p_anomaly = cur.online.score.p_anomaly(score);
+            let version = self.s.version;
+            self.push_history(rows[i].as_ref());
+            let t = self.s.rows_seen - 1;
+            let exceed = cur.online.raw.p_anomaly(r) > self.s.config.change.level;
+            let switched = self.step(t, r, exceed, raw_old.as_ref().map(|o| o.score[i]))?;
+            out.push(Scored {
+                row: t,
+                score,
+                threshold,
+                is_anomaly: score > threshold,
+                p_anomaly,
+                state: self.s.state,
+                model_version: version,
+                top_dims: top_k(&mean_c, 3),
+            });
+            if switched {
+                return Ok(i + 1);
+            }
+        }
+        Ok(n)
+    }
+
+    fn event(&mut self, row: u64, kind: &str, detail: String) -> &mut Event {
+        self.events.push(Event {
+            row,
+            kind: kind.into(),
+            state: self.s.state,
+            model_version: self.s.version,
+            statistic: None,
+            rows: None,
+            nll_before: None,
+            nll_after: None,
+            elapsed_ms: 0.0,
+            detail,
+        });
+        self.events.last_mut().expect("just pushed")
+    }
+
+    /// The life cycle after row `t` was scored. Returns true when the model or the segment
+    /// changed (the rest of the batch must be scored again).
+    fn step(&mut self, t: u64, raw: f64, exceed: bool, raw_old: Option<f64>) -> Result<bool, StreamError> {
+        let cfg = self.s.config.clone();
+        // The change test.
+        let c = &mut self.s.cusum;
+        c.s = (c.s + if exceed { 1.0 } else { 0.0 } - cfg.change.drift).max(0.0);
+        if c.s == 0.0 {
+            c.start = t + 1;
+        }
+        let stat = c.s;
+        if let Some(v) = &mut self.s.validation {
+            v.rows += 1;
+            v.sum_new += raw;
+            v.sum_old += raw_old.unwrap_or(raw);
+            v.exceed += exceed as usize;
+            if v.rows >= cfg.validate_rows {
+                return Ok(self.finish_validation(t));
+            }
+            return Ok(false);
+        }
+        if cfg.policy == Policy::Static {
+            return Ok(false);
+        }
+        match self.s.state {
+            State::Warmup => {
+                // Cold start on a shared base: adapt from the first `slots` rows.
+                if t + 1 >= cfg.slots as u64 {
+                    return self.adopt(t, 0);
+                }
+            }
+            State::Normal | State::Adapted => {
+                if self.retrain_due(t) {
+                    return self.retrain(t);
+                }
+                if stat >= cfg.change.suspect && t >= self.s.cooldown_until {
+                    self.s.state = State::Suspect;
+                    self.s.change_start = Some(self.s.cusum.start);
+                    let e = self.event(t, "suspect", "sustained exceedances of the raw score".into());
+                    e.statistic = Some(stat);
+                }
+            }
+            State::Suspect | State::Collecting => {
+                if stat == 0.0 {
+                    self.s.state = State::Normal;
+                    let start = self.s.change_start.take().unwrap_or(t);
+                    let e = self.event(t, "dismiss", "the deviation ended: an incident, not a new pattern".into());
+                    e.rows = Some([start, t]);
+                    return Ok(false);
+                }
+                let start = self.s.change_start.unwrap_or(t);
+                if self.s.state == State::Suspect && stat >= cfg.change.confirm {
+                    self.s.state = State::Collecting;
+                    let e = self.event(t, "collect", format!("collecting {} slots of the new pattern", cfg.slots));
+                    e.statistic = Some(stat);
+                    e.rows = Some([start, t]);
+                }
+                let w = self.base.as_ref().map(|b| b.meta.options.window).unwrap_or(1);
+                if self.s.state == State::Collecting && t + 1 - start >= cfg.persist_rows(w) as u64 {
+                    return self.adopt(t, start);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn retrain_due(&self, t: u64) -> bool {
+        if self.s.config.policy != Policy::AdaptRetrain || self.s.state != State::Normal {
+            return false;
+        }
+        match self.s.config.retrain {
+            RetrainPolicy::Off => false,
+            RetrainPolicy::EveryRows(n) => t + 1 - self.s.last_retrain >= n as u64,
+            RetrainPolicy::AfterPatternRows(n) => {
+                self.s.seg_start > 0
+                    && self.s.retrained_seg != Some(self.s.seg_start)
+                    && t + 1 - self.s.seg_start >= n as u64
+            }
+        }
+    }
+
+    /// Mean raw score and exceedance fraction of the newest `k` rows up to `t` under `p`,
+    /// with windows cut at `a` (the candidate segment start).
+    fn evaluate(&self, p: &Pattern, a: u64, t: u64, k: usize) -> Result<(f64, f64), StreamError> {
+        let base = self.base.as_ref().expect("a model exists");
+        let (m, w) = (self.m(), base.meta.options.window);
+        let ctx = self.scaled_history(a, t + 1);
+        let n = ((t + 1 - a) as usize).min(k);
+        let windows = causal_windows(&ctx, m, w, n, &ctx[..m].to_vec());
+        let rr = self.view(p).score_windows_last_step(&windows, n)?;
+        let lvl = self.s.config.change.level;
+        let exceed = rr.score.iter().filter(|&&r| p.online.raw.p_anomaly(r) > lvl).count();
+        Ok((rr.score.iter().sum::<f64>() / n as f64, exceed as f64 / n as f64))
+    }
+
+    /// A persistent change: re-select a stored pattern that explains the newest `slots`
+    /// rows, else adapt by LARA on them. Starts validation.
+    fn adopt(&mut self, t: u64, change_start: u64) -> Result<bool, StreamError> {
+        let timer = Instant::now();
+        let cfg = self.s.config.clone();
+        // The newest `slots` windows: the rows they cover (`slots + w − 1`) all lie after the
+        // change once it persisted `persist ≥ w + slots` rows; at a cold start only the rows
+        // seen so far (the windows are then left-padded).
+        let w = self.base.as_ref().expect("a model exists").meta.options.window as u64;
+        let slots = cfg.slots as usize;
+        let rows = (cfg.slots as u64 + w - 1).min(t + 1 - self.s.history_start.max(change_start));
+        let a = t + 1 - rows;
+        let k = slots.min(rows as usize);
+        let cur = self.s.current.clone().expect("a model exists");
+        let (nll_before, _) = self.evaluate(&cur, a, t, k)?;
+        // Pattern memory first.
+        let mut best: Option<(f64, usize)> = None;
+        for (i, p) in self.s.memory.iter().enumerate() {
+            if p.id == cur.id {
+                continue;
+            }
+            let (mean, exc) = self.evaluate(p, a, t, k)?;
+            if exc <= cfg.reselect_max_exceed && best.is_none_or(|(b, _)| mean < b) {
+                best = Some((mean, i));
+            }
+        }
+        let (next, kind, nll_after, detail) = if let Some((mean, i)) = best {
+            let p = self.s.memory[i].clone();
+            let d = format!("pattern {} explains the newest {k} slots", p.id);
+            (p, "reselect", mean, d)
+        } else {
+            let base = self.base.as_ref().expect("a model exists");
+            let mut det = (**base).clone();
+            det.meta.adaptation = cur.adaptation.clone();
+            if let Some(lv) = cur.adaptation.as_ref().and_then(|ad| ad.adapter.output_log_var.clone()) {
+                det.vae.set_obs_logvar(lv);
+            }
+            det.meta.online = Some(cur.online.clone());
+            let scaled = self.scaled_history(a, t + 1);
+            let adapted = match det.adapt_scaled(&scaled, rows as usize, &cfg.adapt, None) {
+                Ok((d, _)) => d,
+                Err(e) => {
+                    // LARA could not fit (e.g. constant rows): stay, and say why.
+                    self.s.state = State::Normal;
+                    self.s.cooldown_until = t + cfg.cooldown as u64;
+                    let e = self.event(t, "error", format!("adaptation failed: {e}"));
+                    e.rows = Some([a, t]);
+                    return Ok(false);
+                }
+            };
+            let p = Pattern {
+                id: self.s.version + 1,
+                adaptation: adapted.meta.adaptation.clone(),
+                online: adapted.meta.online.clone().unwrap_or_else(|| cur.online.clone()),
+                fitted_rows: Some([a, t]),
+            };
+            let (mean, _) = self.evaluate(&p, a, t, k)?;
+            let d = format!("LARA from {k} slots, rows {a}..={t} (change estimated to start at row {change_start})");
+            (p, "adapt", mean, d)
+        };
+        let old_seg = self.s.seg_start;
+        self.s.previous = Some(cur);
+        self.s.current = Some(next);
+        self.s.version += 1;
+        self.s.seg_start = a;
+        self.s.smoother.reset();
+        self.s.cusum = Cusum { s: 0.0, start: t + 1 };
+        self.s.change_start = None;
+        self.s.state = State::Adapted;
+        self.s.validation =
+            Some(Validation { rows: 0, sum_new: 0.0, sum_old: 0.0, exceed: 0, old_seg_start: old_seg });
+        let e = self.event(t, kind, detail);
+        e.rows = Some([a, t]);
+        e.nll_before = Some(nll_before);
+        e.nll_after = Some(nll_after);
+        e.elapsed_ms = timer.elapsed().as_secs_f64() * 1e3;
+        Ok(true)
+    }
+
+    fn finish_validation(&mut self, t: u64) -> bool {
+        let v = self.s.validation.take().expect("validating");
+        let cfg = &self.s.config;
+        let (new, old) = (v.sum_new / v.rows as f64, v.sum_old / v.rows as f64);
+        let exc = v.exceed as f64 / v.rows as f64;
+        let first = t + 1 - v.rows as u64;
+        if new < old && exc <= cfg.validate_max_exceed {
+            let cur = self.s.current.clone().expect("a model exists");
+            if !self.s.memory.iter().any(|p| p.id == cur.id) {
+                // Keep the base model (first) and the newest `memory` adapters.
+                self.s.memory.push(cur);
+                while self.s.memory.len() > self.s.config.memory + 1 {
+                    self.s.memory.remove(1);
+                }
+            }
+            self.s.previous = None;
+            self.s.state = State::Normal;
+            let e = self.event(t, "validate", format!("{exc:.2} of the validation rows exceed"));
+            e.rows = Some([first, t]);
+            e.nll_before = Some(old);
+            e.nll_after = Some(new);
+            false
+        } else {
+            let prev = self.s.previous.take().expect("a rollback point");
+            self.s.current = Some(prev);
+            self.s.version += 1;
+            self.s.seg_start = v.old_seg_start;
+            self.s.smoother.reset();
+            self.s.cusum = Cusum { s: 0.0, start: t + 1 };
+            self.s.state = State::Normal;
+            self.s.cooldown_until = t + self.s.config.cooldown as u64;
+            let e = self.event(
+                t,
+                "rollback",
+                format!("the new model did not explain the newest rows better ({exc:.2} exceed)"),
+            );
+            e.rows = Some([first, t]);
+            e.nll_before = Some(old);
+            e.nll_after = Some(new);
+            true
+        }
+    }
+
+    fn fit_options(&self) -> FitOptions {
+        match (&self.s.config.fit, &self.base) {
+            (Some(f), _) => f.clone(),
+            (None, Some(b)) => b.meta.options.clone(),
+            (None, None) => FitOptions::default(),
+        }
+    }
+
+    /// Trains a detector on raw history rows `[a, b)`.
+    fn train_on(&self, a: u64, b: u64) -> Result<Detector, StreamError> {
+        let m = self.m();
+        let (i, k) = ((a - self.s.history_start) as usize * m, (b - self.s.history_start) as usize * m);
+        let values: Vec<f32> = self.s.history.range(i..k).copied().collect();
+        let n = (b - a) as usize;
+        let series = Series::new(values, n, self.s.columns.clone(), None, None, n)
+            .map_err(|e| StreamError::Config(format!("training rows: {e}")))?;
+        let mut opts = self.fit_options();
+        if opts.window > n / 2 {
+            opts.window = (n / 2).max(1);
+        }
+        Ok(Detector::fit(&series, &opts, &mut |_| {})?)
+    }
+
+    /// Replaces the base model (warm-up training or full retrain).
+    fn install_base(&mut self, det: Detector, t: u64) -> Result<(), StreamError> {
+        let online = det.meta.online.clone().ok_or_else(|| StreamError::Config("no online calibration".into()))?;
+        self.s.version += 1;
+        let p = Pattern { id: self.s.version, adaptation: None, online, fitted_rows: None };
+        self.s.base_sha256 = sha256_hex(&det.to_bytes()?);
+        self.s.smoother = TrailingMean::new(det.causal_smooth(), self.m());
+        self.s.current = Some(p.clone());
+        self.s.previous = None;
+        self.s.memory = vec![p];
+        self.s.validation = None;
+        self.s.cusum = Cusum { s: 0.0, start: t + 1 };
+        self.s.change_start = None;
+        self.base = Some(Arc::new(det));
+        self.own_base = true;
+        Ok(())
+    }
+
+    fn train_from_warmup(&mut self) -> Result<(), StreamError> {
+        let timer = Instant::now();
+        let n = self.s.rows_seen;
+        let det = self.train_on(self.s.history_start, n)?;
+        // Score the warm-up rows with the model trained on them (one segment from row 0).
+        let scaled = self.scaled_history_with(&det, self.s.history_start, n);
+        let cs = {
+            let mut tm = TrailingMean::new(det.causal_smooth(), self.m());
+            let cs = det.score_causal_scaled_with(&scaled, (n - self.s.history_start) as usize, &mut tm)?;
+            self.install_base(det, n - 1)?;
+            // The smoother continues from the warm-up rows, as if they had been pushed.
+            self.s.smoother = tm;
+            cs
+        };
+        let cur = self.s.current.clone().expect("installed");
+        for (i, &score) in cs.score.iter().enumerate() {
+            let thr = cur.online.score.threshold();
+            self.warmup_scores.push(Scored {
+                row: self.s.history_start + i as u64,
+                score,
+                threshold: thr,
+                is_anomaly: score > thr,
+                p_anomaly: cur.online.score.p_anomaly(score),
+                state: State::Warmup,
+                model_version: self.s.version,
+                top_dims: cs.top_dims(i, 3),
+            });
+        }
+        self.s.state = State::Normal;
+        let e = self.event(n - 1, "train", format!("trained on the {n} warm-up rows"));
+        e.rows = Some([0, n - 1]);
+        e.elapsed_ms = timer.elapsed().as_secs_f64() * 1e3;
+        Ok(())
+    }
+
+    fn scaled_history_with(&self, det: &Detector, a: u64, b: u64) -> Vec<f32> {
+        let m = self.m();
+        let (i, k) = ((a - self.s.history_start) as usize * m, (b - self.s.history_start) as usize * m);
+        let mut v: Vec<f32> = self.s.history.range(i..k).copied().collect();
+        det.meta.scaler.transform(&mut v);
+        v
+    }
+
+    fn retrain(&mut self, t: u64) -> Result<bool, StreamError> {
+        let timer = Instant::now();
+        let n = match self.s.config.retrain {
+            RetrainPolicy::EveryRows(n) | RetrainPolicy::AfterPatternRows(n) => n as u64,
+            RetrainPolicy::Off => return Ok(false),
+        };
+        let a = (t + 1).saturating_sub(n).max(self.s.history_start).max(self.s.seg_start);
+        let det = self.train_on(a, t + 1)?;
+        let seg = self.s.seg_start;
+        self.install_base(det, t)?;
+        self.s.retrained_seg = Some(seg);
+        self.s.last_retrain = t + 1;
+        self.s.seg_start = a;
+        let e = self.event(t, "retrain", format!("full retrain on the newest {} rows", t + 1 - a));
+        e.rows = Some([a, t]);
+        e.elapsed_ms = timer.elapsed().as_secs_f64() * 1e3;
+        Ok(true)
+    }
+
+    // ------------------------------------------------------------------------------
+    // Snapshots
+
+    /// The monitor's whole state as bytes: `LARAMON1`, the JSON state's length (u64 LE), the
+    /// JSON state, then the base model file when the monitor trained it itself (a shared
+    /// base model is not included: [`Monitor::restore`] takes it).
+    pub fn snapshot(&self) -> Result<Vec<u8>, StreamError> {
+        let json = serde_json::to_vec(&self.s).map_err(|e| StreamError::Snapshot(e.to_string()))?;
+        let mut out = Vec::with_capacity(16 + json.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        out.extend_from_slice(&json);
+        if self.own_base {
+            if let Some(b) = &self.base {
+                out.extend_from_slice(&b.to_bytes()?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores a snapshot; `shared_base` is required when the snapshot does not carry its
+    /// base model, and must be the same model (checked by SHA-256).
+    pub fn restore(bytes: &[u8], shared_base: Option<Arc<Detector>>) -> Result<Monitor, StreamError> {
+        let bad = |d: &str| StreamError::Snapshot(d.to_string());
+        if bytes.len() < 16 || &bytes[..8] != SNAPSHOT_MAGIC {
+            return Err(bad("not a lara monitor snapshot (bad magic bytes)"));
+        }
+        let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+        let json = bytes.get(16..16usize.saturating_add(len)).ok_or_else(|| bad("truncated state"))?;
+        let s: MonitorState = serde_json::from_slice(json).map_err(|e| bad(&format!("state: {e}")))?;
+        let rest = &bytes[16 + len..];
+        let (base, own) = if !rest.is_empty() {
+            let det = Detector::from_bytes(std::path::Path::new("<snapshot>"), rest)?;
+            (Some(Arc::new(det)), true)
+        } else if s.base_sha256.is_empty() {
+            (None, true)
+        } else {
+            let b = shared_base.ok_or_else(|| bad("the snapshot needs its shared base model"))?;
+            if sha256_hex(&b.to_bytes()?) != s.base_sha256 {
+                return Err(bad("the given base model is not the one the snapshot was taken with"));
+            }
+            (Some(b), false)
+        };
+        if let Some(b) = &base {
+            if sha256_hex(&b.to_bytes()?) != s.base_sha256 {
+                return Err(bad("the embedded model does not match the state"));
+            }
+        }
+        s.config.validate().map_err(StreamError::Config)?;
+        Ok(Monitor { base, own_base: own, s, events: Vec::new(), warmup_scores: Vec::new() })
+    }
+}
