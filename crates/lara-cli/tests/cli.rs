@@ -309,7 +309,7 @@ fn train_then_detect_end_to_end() {
 }
 
 /// `lara adapt` on the first rows of another entity: a new model file that records its
-/// parent and that `lara detect` reads unchanged; too few rows and foreign columns are errors.
+/// parent and that `lara detect` reads unchanged; zero rows and foreign columns are errors.
 #[test]
 fn adapt_then_detect_end_to_end() {
     let dir = tmp_dir("adapt");
@@ -375,7 +375,7 @@ fn adapt_then_detect_end_to_end() {
         newer.to_str().unwrap(),
     ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("generation 2"), "{}", String::from_utf8_lossy(&out.stderr));
-    // Fewer rows than one window.
+    // Zero rows.
     let out = lara(&[
         "adapt",
         "--model",
@@ -383,12 +383,12 @@ fn adapt_then_detect_end_to_end() {
         "--data",
         new_data.to_str().unwrap(),
         "--slots",
-        "5",
+        "0",
         "--out",
         dir.join("x.lara").to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("window"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--slots"));
     assert!(!dir.join("x.lara").exists());
     // Data without the model's columns.
     let msl = shared().join("data/tsbad/042_MSL_id_1_Sensor_tr_2158_1st_2708.csv");
