@@ -73,6 +73,9 @@ pub struct OnlineBenchArgs {
     /// Trailing-mean length of the causal scores (default: a quarter window).
     #[arg(long)]
     pub causal_smooth: Option<usize>,
+    /// Newest steps of each causal window scored (default 1).
+    #[arg(long)]
+    pub causal_steps: Option<usize>,
     /// Knee of the per-feature contributions (0 = linear).
     #[arg(long, default_value_t = lara_vae::detector::DEFAULT_CONTRIB_KNEE)]
     pub contrib_knee: f32,
@@ -93,6 +96,15 @@ pub struct OnlineBenchArgs {
     pub jsonl: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+    /// Only the speed measurements (no files).
+    #[arg(long)]
+    pub speed_only: bool,
+    /// Skip the speed measurements.
+    #[arg(long)]
+    pub no_speed: bool,
+    /// Columns of the speed measurements' synthetic entity.
+    #[arg(long, default_value_t = 38)]
+    pub speed_columns: usize,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -227,6 +239,7 @@ fn run_file(path: &Path, args: &OnlineBenchArgs) -> Result<Vec<FileResult>> {
         window: args.window,
         causal_smooth: args.causal_smooth,
         contrib_knee: (args.contrib_knee > 0.0).then_some(args.contrib_knee),
+        causal_steps: args.causal_steps,
         train: TrainConfig { hidden: args.hidden, ..TrainConfig::default() },
         ..FitOptions::default()
     });
@@ -300,6 +313,15 @@ fn f3(v: Option<f64>) -> String {
 }
 
 pub fn run(args: &OnlineBenchArgs) -> Result<()> {
+    if args.speed_only {
+        let _ = lara_vae::init_threads(1);
+        let s = speed(args.speed_columns, args.window, args.hidden)?;
+        match args.format {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+            OutputFormat::Table => print_speed(&s),
+        }
+        return Ok(());
+    }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&args.data_dir)
         .with_context(|| format!("reading {}", args.data_dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -370,6 +392,10 @@ pub fn run(args: &OnlineBenchArgs) -> Result<()> {
         return Ok(());
     }
     print_summary(&results, &peers, args);
+    if !args.no_speed {
+        let _ = lara_vae::init_threads(1);
+        print_speed(&speed(args.speed_columns, args.window, args.hidden)?);
+    }
     Ok(())
 }
 
@@ -448,5 +474,141 @@ fn print_summary(results: &[FileResult], peers: &[(String, BTreeMap<String, (f64
             ],
             &rows
         )
+    );
+}
+
+/// Speed of the monitor at `m` columns with a model of window `w`, hidden `h` (one thread).
+#[derive(Serialize, Debug)]
+pub struct Speed {
+    pub columns: usize,
+    pub window: usize,
+    pub hidden: usize,
+    pub latent: usize,
+    pub flops_per_row: f64,
+    pub gemm_gflops: f64,
+    pub batch_rows_per_s: f64,
+    pub batch_gflops: f64,
+    pub push1_p50_us: f64,
+    pub push1_p99_us: f64,
+    pub adapt_ms_median: f64,
+    pub state_bytes: usize,
+    pub adapter_bytes: usize,
+}
+
+/// FLOPs of one causal row: encoder over the `w·m` window, decoder of the newest `steps`
+/// steps (multiply-adds count 2).
+pub fn causal_flops(w: usize, m: usize, h: usize, d: usize, steps: usize) -> f64 {
+    2.0 * ((w * m * h + h * 2 * d) + (d * h + h * steps * m)) as f64
+}
+
+/// The machine's single-thread f32 GEMM rate at the encoder's shape (256 windows × `k` →
+/// `n`), in GFLOP/s (best of several runs).
+fn gemm_rate(k: usize, n: usize) -> f64 {
+    let rows = 256;
+    let a: Vec<f32> = (0..rows * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 * 1e-3).collect();
+    let mut c = vec![0.0f32; rows * n];
+    let mut best = f64::INFINITY;
+    for _ in 0..15 {
+        let t = Instant::now();
+        lara_vae::matmul(rows, n, k, &a, false, &b, false, 0.0, &mut c);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (rows * n * k) as f64 / best / 1e9
+}
+
+pub fn speed(m: usize, w: usize, h: usize) -> Result<Speed> {
+    let n_train = 1200;
+    let mut vals = Vec::with_capacity(n_train * m);
+    for t in 0..n_train {
+        for j in 0..m {
+            vals.push(((t as f32) * 0.07 * (1.0 + j as f32 * 0.1)).sin() + 0.01 * ((t * 31 + j * 17) % 13) as f32);
+        }
+    }
+    let cols: Vec<String> = (0..m).map(|j| format!("c{j}")).collect();
+    let series = Series::new(vals.clone(), n_train, cols.clone(), None, None, n_train)?;
+    let opts = FitOptions {
+        window: w,
+        train: TrainConfig { hidden: h, max_steps: 5, ..TrainConfig::default() },
+        ..FitOptions::default()
+    };
+    let det = Arc::new(lara_vae::Detector::fit(&series, &opts, &mut |_| {})?);
+    let d = det.vae.latent();
+    let rows: Vec<Vec<f32>> = (0..n_train).map(|t| vals[t * m..(t + 1) * m].to_vec()).collect();
+    let cfg = lara_stream::MonitorConfig { policy: Policy::Static, ..Default::default() };
+    // Batch scoring: 1024-row pushes (best of 3).
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let mut mon = Monitor::new(det.clone(), cfg.clone())?;
+        let t = Instant::now();
+        for c in rows.chunks(1024) {
+            mon.push(c)?;
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let batch_rows_per_s = n_train as f64 / best;
+    // Single-row pushes.
+    let mut mon = Monitor::new(det.clone(), cfg)?;
+    let mut lat = Vec::with_capacity(n_train);
+    for r in &rows {
+        let t = Instant::now();
+        mon.push(std::slice::from_ref(r))?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(f64::total_cmp);
+    let q = |p: f64| lat[((p * lat.len() as f64) as usize).min(lat.len() - 1)];
+    // Adaptation on slots + w − 1 rows (what the monitor uses), median of 9.
+    let k = 40 + w - 1;
+    let mut scaled = vals[..k * m].to_vec();
+    det.meta.scaler.transform(&mut scaled);
+    let mut ad = Vec::new();
+    let mut adapter_bytes = 0;
+    for _ in 0..9 {
+        let t = Instant::now();
+        let (a, _) = det.adapt_scaled(&scaled, k, &lara_adapt::AdaptConfig::default(), None)?;
+        ad.push(t.elapsed().as_secs_f64() * 1e3);
+        adapter_bytes = a.meta.adaptation.as_ref().map(|x| x.adapter.param_bytes()).unwrap_or(0);
+    }
+    ad.sort_by(f64::total_cmp);
+    let flops = causal_flops(w, m, h, d, det.causal_steps());
+    Ok(Speed {
+        columns: m,
+        window: w,
+        hidden: h,
+        latent: d,
+        flops_per_row: flops,
+        gemm_gflops: gemm_rate(w * m, h),
+        batch_rows_per_s,
+        batch_gflops: batch_rows_per_s * flops / 1e9,
+        push1_p50_us: q(0.5),
+        push1_p99_us: q(0.99),
+        adapt_ms_median: ad[ad.len() / 2],
+        state_bytes: mon.state_bytes_without_rows(),
+        adapter_bytes,
+    })
+}
+
+pub fn print_speed(s: &Speed) {
+    println!(
+        "speed (one thread, {} columns, window {}, hidden {}, latent {}):\n  \
+         FLOPs per causal row {:.2} M; GEMM rate of this machine at the encoder's shape {:.1} GFLOP/s\n  \
+         batch scoring {:.0} rows/s = {:.1} GFLOP/s ({:.2}× below the GEMM rate; target ≤ 2×, ≥ 50 000 rows/s)\n  \
+         single-row push p50 {:.0} µs, p99 {:.0} µs (target p99 < 1 ms)\n  \
+         adaptation (LARA, 40 slots) median {:.1} ms (target < 20 ms); adapter {} B\n  \
+         monitor state on a shared base model, without its row buffer: {} B (target < 64 KiB)",
+        s.columns,
+        s.window,
+        s.hidden,
+        s.latent,
+        s.flops_per_row / 1e6,
+        s.gemm_gflops,
+        s.batch_rows_per_s,
+        s.batch_gflops,
+        s.gemm_gflops / s.batch_gflops.max(1e-9),
+        s.push1_p50_us,
+        s.push1_p99_us,
+        s.adapt_ms_median,
+        s.adapter_bytes,
+        s.state_bytes
     );
 }

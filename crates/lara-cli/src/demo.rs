@@ -8,7 +8,10 @@ use crate::vae_cmds::{training_progress, write_detection_csv};
 use anyhow::{Context, Result};
 use clap::Args;
 use lara_core::{read_csv_bytes, CsvOptions};
+use lara_stream::Policy;
 use lara_vae::{Detector, FitOptions};
+
+use crate::replay_cmds::{monitor_config, replay, write_events, write_replay_plot, write_scores_csv};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -16,13 +19,23 @@ use std::time::Instant;
 pub const DEMO_NAME: &str = "nab_ec2_cpu_utilization_24ae8d_tr_604_1st_3447.csv";
 pub const DEMO_CSV: &[u8] = include_bytes!("../../../data/demo/nab_ec2_cpu_utilization_24ae8d_tr_604_1st_3447.csv");
 
+/// The bundled series whose normal pattern changes (NAB `rds_cpu_utilization_e47b3b`, MIT;
+/// see data/demo/README-shift.md).
+pub const SHIFT_NAME: &str = "nab_rds_cpu_utilization_e47b3b_tr_604_1st_846.csv";
+pub const SHIFT_CSV: &[u8] = include_bytes!("../../../data/demo/nab_rds_cpu_utilization_e47b3b_tr_604_1st_846.csv");
+
 /// Shown after the options in `--help`.
 const DEMO_HELP: &str = "\
 Runs on the bundled NAB series (AWS CloudWatch CPU utilisation of one EC2 instance, 4032
 five-minute samples, MIT licence): trains the VAE detector on the first 604 rows (NAB's
 probationary period), scores every row, sets the label-free POT threshold, evaluates
 against NAB's anomaly windows with TSB-AD's metrics (beside a detector-free |Δx| baseline)
-and writes to --out-dir: the data, the model, detections.csv and detections.png.";
+and writes to --out-dir: the data, the model, detections.csv and detections.png.
+
+Then the online monitor (`lara replay`) on a second bundled NAB series whose normal pattern
+changes twice (CPU of an RDS database: 13.7 % → 16.8 % → 28 % → back to 17 %; MIT): a static
+model vs the monitor that adapts by LARA, row by row and causally; writes online.csv,
+events.jsonl and online.png (orange lines: adaptations).";
 
 #[derive(Args, Debug)]
 #[command(after_help = DEMO_HELP)]
@@ -87,6 +100,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         threshold: Some(detection.threshold),
         labels: Some(labels),
         train_end: series.train_end,
+        thresholds: None,
+        markers: &[],
     };
     write_detection_plot(&png_path, &plot)?;
     println!("plot: {} ({LEGEND})", png_path.display());
@@ -96,5 +111,78 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         model_path.display(),
         data_path.display()
     );
+    online(args)
+}
+
+/// The second half of the demo: static vs online on a series whose normal pattern changes.
+fn online(args: &DemoArgs) -> Result<()> {
+    println!();
+    let series = read_csv_bytes(SHIFT_NAME, SHIFT_CSV, &CsvOptions::default())?;
+    let data_path = args.out_dir.join(SHIFT_NAME);
+    std::fs::write(&data_path, SHIFT_CSV).with_context(|| format!("writing {}", data_path.display()))?;
+    println!(
+        "online: {SHIFT_NAME} — {} rows; the normal CPU level moves at rows 946 and 2585 and returns at ~3593;",
+        series.n_rows
+    );
+    println!("        warm-up on the first {} rows, then every row is pushed to the monitor one by one", series.train_end);
+    let labels = series.labels.as_ref().context("bundled series has labels")?;
+    let window = estimated_window(&series);
+    let mut fit = FitOptions::default();
+    fit.train.seed = args.seed;
+    let mut rows = Vec::new();
+    let mut online_run = None;
+    for policy in [Policy::Static, Policy::Adapt] {
+        let cfg = monitor_config(policy, 40, None, 1000);
+        let r = replay(&series, None, cfg, fit.clone(), 1)?;
+        let scores: Vec<f64> = r.results.iter().map(|s| s.score).collect();
+        let m = lara_metrics::evaluate(labels, &scores, window)?;
+        let after = series.train_end;
+        let unlabelled: Vec<usize> = (after..series.n_rows).filter(|&t| labels[t] == 0).collect();
+        let false_alarms = unlabelled.iter().filter(|&&t| r.results[t].is_anomaly).count();
+        let segs = lara_metrics::runs(labels.iter().map(|&l| l == 1));
+        let caught = segs.iter().filter(|&&(a, b)| r.results[a..=b].iter().any(|s| s.is_anomaly)).count();
+        let count = |k: &str| r.events.iter().filter(|e| e.kind == k).count();
+        rows.push(vec![
+            if policy == Policy::Static { "static model".to_string() } else { "online (adapt)".to_string() },
+            format!("{:.1} %", 100.0 * false_alarms as f64 / unlabelled.len().max(1) as f64),
+            format!("{caught} of {}", segs.len()),
+            format!("{}", count("adapt") + count("reselect")),
+            m.vus_pr.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()),
+            m.auc_pr.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()),
+            format!("{:.0}", series.n_rows as f64 / r.seconds.max(1e-9)),
+        ]);
+        if policy == Policy::Adapt {
+            online_run = Some(r);
+        }
+    }
+    print!(
+        "{}",
+        table(
+            &["", "alarms on unlabelled rows", "labelled windows alarmed", "adaptations", "VUS-PR", "AUC-PR", "rows/s"],
+            &rows
+        )
+    );
+    let r = online_run.expect("ran");
+    for e in r.events.iter().filter(|e| e.kind != "suspect" && e.kind != "collect") {
+        println!(
+            "  row {:>5}: {:<9} {} (model version {}{})",
+            e.row,
+            e.kind,
+            e.detail,
+            e.model_version,
+            match (e.nll_before, e.nll_after) {
+                (Some(b), Some(a)) => format!(", mean NLL {b:.1} → {a:.1}"),
+                _ => String::new(),
+            }
+        );
+    }
+    let csv = args.out_dir.join("online.csv");
+    write_scores_csv(&csv, &series, &r.results)?;
+    let ev = args.out_dir.join("events.jsonl");
+    write_events(&ev, &r.events)?;
+    let png = args.out_dir.join("online.png");
+    write_replay_plot(&png, &series, &r)?;
+    println!("files: {}, {}, {} ({LEGEND})", csv.display(), ev.display(), png.display());
+    println!("Next:\n  lara replay --data {} --out scores.csv --events events.jsonl", data_path.display());
     Ok(())
 }

@@ -18,11 +18,12 @@ const SCORE: Rgb = [200, 30, 30];
 const THRESHOLD: Rgb = [20, 20, 20];
 const ALARM: Rgb = [120, 0, 120];
 const FRAME: Rgb = [170, 170, 170];
+const MARKER: Rgb = [240, 140, 0];
 
 /// Legend of the picture [`write_detection_plot`] draws, for the command to print.
 pub const LEGEND: &str = "top: data (first 3 columns, each min-max scaled; black, blue, green); \
 bottom: score (red) and threshold (black dashes), alarms as purple ticks; \
-pink bands: labelled anomalies; light blue: training prefix";
+pink bands: labelled anomalies; light blue: training prefix; orange lines: adaptations";
 
 struct Canvas {
     width: usize,
@@ -121,6 +122,11 @@ pub struct DetectionPlot<'a> {
     pub threshold: Option<f64>,
     pub labels: Option<&'a [u8]>,
     pub train_end: usize,
+    /// Per-row thresholds (an online monitor's change with its model); drawn instead of
+    /// `threshold` when given.
+    pub thresholds: Option<&'a [f64]>,
+    /// Rows of monitor decisions (adaptations, re-selections, roll-backs): orange lines.
+    pub markers: &'a [usize],
 }
 
 /// Draws the plot and writes it as a PNG (atomically: temp file, then rename).
@@ -149,17 +155,32 @@ pub fn write_detection_plot(path: &Path, plot: &DetectionPlot) -> Result<()> {
     let mut sorted: Vec<f64> = plot.scores.iter().copied().filter(|x| x.is_finite()).collect();
     sorted.sort_by(f64::total_cmp);
     let q = sorted.get((sorted.len() as f64 * 0.999) as usize).copied().unwrap_or(1.0);
-    let hi = plot.threshold.map_or(q, |t| q.max(t * 1.2));
+    let thr_max = match plot.thresholds {
+        Some(th) => finite_range(th).1.is_finite().then(|| finite_range(th).1),
+        None => plot.threshold,
+    };
+    let hi = thr_max.map_or(q, |t| q.max(t * 1.2));
     panels[1].polyline(&mut c, plot.scores, lo, hi, SCORE);
-    if let Some(t) = plot.threshold {
-        let y = panels[1].y(t, lo, hi);
-        for x in (MARGIN..WIDTH - MARGIN).step_by(12) {
-            c.line((x as i64, y), (x as i64 + 6, y), THRESHOLD);
+    let bottom = (panels[1].top + PANEL_HEIGHT) as i64;
+    let per_row: Vec<f64> = match (plot.thresholds, plot.threshold) {
+        (Some(th), _) => th.to_vec(),
+        (None, Some(t)) => vec![t; n],
+        (None, None) => Vec::new(),
+    };
+    for (t_idx, (&s, &t)) in plot.scores.iter().zip(&per_row).enumerate() {
+        if t.is_finite() && t_idx % 4 == 0 {
+            let (x, y) = (panels[1].x(t_idx), panels[1].y(t, lo, hi));
+            c.line((x, y), (x + 1, y), THRESHOLD);
         }
-        let bottom = (panels[1].top + PANEL_HEIGHT) as i64;
-        for (t_idx, _) in plot.scores.iter().enumerate().filter(|(_, &s)| s > t) {
+        if s > t {
             let x = panels[1].x(t_idx);
             c.line((x, bottom - 10), (x, bottom - 1), ALARM);
+        }
+    }
+    for &m in plot.markers {
+        for p in &panels {
+            let x = p.x(m.min(n.saturating_sub(1)));
+            c.line((x, p.top as i64), (x, (p.top + PANEL_HEIGHT) as i64 - 1), MARKER);
         }
     }
     write_png(path, &c)
@@ -196,6 +217,8 @@ mod tests {
             threshold: Some(2.0),
             labels: Some(&labels),
             train_end: 100,
+            thresholds: None,
+            markers: &[250],
         };
         write_detection_plot(&path, &plot).unwrap();
         let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));

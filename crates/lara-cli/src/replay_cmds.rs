@@ -56,6 +56,10 @@ pub struct ReplayArgs {
     /// Rows of a new pattern before the full retrain of adapt+retrain.
     #[arg(long, default_value_t = 1000)]
     pub retrain_rows: usize,
+    /// Also draw the data, the score, the threshold, alarms, labels and the monitor's
+    /// adaptations to this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
     /// Rows per push (1 = row by row; results are identical for any value).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -161,6 +165,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     if let Some(p) = &args.events {
         write_events(p, &r.events)?;
     }
+    if let Some(p) = &args.plot {
+        write_replay_plot(p, &series, &r)?;
+    }
     let alarms = r.results.iter().filter(|s| s.is_anomaly).count();
     let count = |k: &str| r.events.iter().filter(|e| e.kind == k).count();
     println!(
@@ -217,6 +224,28 @@ pub fn write_scores_csv(path: &Path, series: &Series, results: &[Scored]) -> Res
         ));
     }
     lara_core::write_atomic(path, out.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The replay's plot: data, score, per-row threshold, alarms, labels, adaptations.
+pub fn write_replay_plot(path: &Path, series: &Series, r: &Replay) -> Result<()> {
+    let scores: Vec<f64> = r.results.iter().map(|s| s.score).collect();
+    let thresholds: Vec<f64> = r.results.iter().map(|s| s.threshold).collect();
+    let markers: Vec<usize> = r
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind.as_str(), "adapt" | "reselect" | "rollback" | "retrain"))
+        .map(|e| e.row as usize)
+        .collect();
+    let plot = crate::plot::DetectionPlot {
+        columns: (0..series.n_cols().min(3)).map(|j| series.column(j).iter().map(|&v| v as f64).collect()).collect(),
+        scores: &scores,
+        threshold: None,
+        labels: series.labels.as_deref(),
+        train_end: series.train_end,
+        thresholds: Some(&thresholds),
+        markers: &markers,
+    };
+    crate::plot::write_detection_plot(path, &plot)
 }
 
 /// Writes the events as JSON lines.

@@ -83,6 +83,10 @@ pub struct TrainArgs {
     /// the others.
     #[arg(long, default_value_t = lara_vae::detector::DEFAULT_CONTRIB_KNEE)]
     pub contrib_knee: f32,
+    /// Newest steps of each causal window whose NLL makes a row's raw online score
+    /// (default 1: the row itself).
+    #[arg(long)]
+    pub causal_steps: Option<usize>,
     /// Scaler fitted on the training prefix: zscore, minmax or robust.
     #[arg(long, default_value = "zscore")]
     pub scaler: ScalerKind,
@@ -200,6 +204,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         init_level: args.init_level,
         causal_smooth: args.causal_smooth,
         contrib_knee: if args.contrib_knee > 0.0 { Some(args.contrib_knee) } else { None },
+        causal_steps: args.causal_steps,
     };
     eprintln!(
         "training on rows [0, {train_end}) of {} ({} rows × {} columns), window {}, {} threads",

@@ -416,6 +416,7 @@ impl Monitor {
             p.adaptation.as_ref(),
             base.meta.options.score_kind,
             base.meta.options.contrib_knee,
+            base.causal_steps(),
         )
     }
 

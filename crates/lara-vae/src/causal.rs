@@ -180,6 +180,9 @@ pub struct ModelView<'a> {
     pub kind: ScoreKind,
     /// Knee of the per-feature contributions ([`compress`]); `None`: linear.
     pub knee: Option<f32>,
+    /// Newest steps of each window whose NLL is averaged into the raw score (1: the row
+    /// itself).
+    pub steps: usize,
 }
 
 impl<'a> ModelView<'a> {
@@ -189,13 +192,14 @@ impl<'a> ModelView<'a> {
         adaptation: Option<&'a Adaptation>,
         kind: ScoreKind,
         knee: Option<f32>,
+        steps: usize,
     ) -> Self {
         let adapter = adaptation.map(|a| &a.adapter);
         let obs_logvar = match adapter.and_then(|a| a.output_log_var.as_deref()) {
             Some(lv) if lv.len() == vae.obs_logvar().len() => lv,
             _ => vae.obs_logvar(),
         };
-        ModelView { vae, adapter, obs_logvar, kind, knee }
+        ModelView { vae, adapter, obs_logvar, kind, knee, steps: steps.clamp(1, vae.window()) }
     }
 
     /// Per-feature factor (`½/σ²_k` for NLL, 1 for SSE) and the row constant of the score.
@@ -209,22 +213,23 @@ impl<'a> ModelView<'a> {
         }
     }
 
-    /// Reconstruction of the newest step of each of `n` windows (`n × m`), through the
-    /// adapter when there is one: `M_x(μ_θ(M_z(μ_φ(x)))_w)`.
-    pub fn reconstruct_last_step(&self, windows: &[f32], n: usize) -> Result<Vec<f32>, VaeError> {
+    /// Reconstruction of the newest `steps` steps of each of `n` windows
+    /// (`n × (steps·m)`), through the adapter when there is one: `M_x(μ_θ(M_z(μ_φ(x))))`.
+    pub fn reconstruct_last_steps(&self, windows: &[f32], n: usize) -> Result<Vec<f32>, VaeError> {
         let mu = self.vae.encode_mean(windows, n);
         match self.adapter {
-            None => Ok(self.vae.decode_mean_tail(&mu, n, 1)),
+            None => Ok(self.vae.decode_mean_tail(&mu, n, self.steps)),
             Some(a) => {
                 let err = |e: lara_adapt::AdaptError| VaeError::Invalid(format!("adapter: {e}"));
                 let z = a.m_z.apply(&mu).map_err(err)?;
-                let x = self.vae.decode_mean_tail(&z, n, 1);
+                let x = self.vae.decode_mean_tail(&z, n, self.steps);
                 a.m_x.apply(&x).map_err(err)
             }
         }
     }
 
-    /// Raw causal scores of windows built by [`causal_windows`] (`n × (w·m)`, scaled).
+    /// Raw causal scores of windows built by [`causal_windows`] (`n × (w·m)`, scaled): per
+    /// feature the mean over the newest `steps` steps of the compressed contributions.
     pub fn score_windows_last_step(&self, windows: &[f32], n: usize) -> Result<RawRows, VaeError> {
         let m = self.vae.n_features();
         let (inv, constant) = self.score_factors();
@@ -234,13 +239,19 @@ impl<'a> ModelView<'a> {
         for start in (0..n).step_by(BATCH) {
             let end = (start + BATCH).min(n);
             let xs = &windows[start * dim..end * dim];
-            let xh = self.reconstruct_last_step(xs, end - start)?;
-            for (i, hat) in xh.chunks_exact(m).enumerate() {
-                let x = &xs[(i + 1) * dim - m..(i + 1) * dim];
+            let q = self.steps * m;
+            let xh = self.reconstruct_last_steps(xs, end - start)?;
+            let per = 1.0 / self.steps as f32;
+            for (i, hat) in xh.chunks_exact(q).enumerate() {
+                let x = &xs[(i + 1) * dim - q..(i + 1) * dim];
                 let mut s = 0.0f64;
                 for k in 0..m {
-                    let r = x[k] - hat[k];
-                    let c = compress(r * r * inv[k], self.knee);
+                    let mut c = 0.0f32;
+                    for j in 0..self.steps {
+                        let r = x[j * m + k] - hat[j * m + k];
+                        c += compress(r * r * inv[k], self.knee);
+                    }
+                    let c = if self.steps == 1 { c } else { c * per };
                     contrib.push(c);
                     s += c as f64;
                 }
@@ -276,6 +287,11 @@ impl Detector {
         self.meta.options.causal_smooth.unwrap_or((self.meta.options.window / 4).max(1)).max(1)
     }
 
+    /// Newest steps of each window scored (the `causal_steps` option, default 1).
+    pub fn causal_steps(&self) -> usize {
+        self.meta.options.causal_steps.unwrap_or(1).clamp(1, self.meta.options.window)
+    }
+
     /// This detector as a [`ModelView`] (its VAE already carries an adapted variance).
     pub fn view(&self) -> ModelView<'_> {
         ModelView {
@@ -284,6 +300,7 @@ impl Detector {
             obs_logvar: self.vae.obs_logvar(),
             kind: self.meta.options.score_kind,
             knee: self.meta.options.contrib_knee,
+            steps: self.causal_steps(),
         }
     }
 

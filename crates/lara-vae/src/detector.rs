@@ -42,6 +42,9 @@ pub struct FitOptions {
     /// training variance (a rarely flipping command flag) cannot drown the others.
     /// `None`: linear. See [`crate::causal`].
     pub contrib_knee: Option<f32>,
+    /// Newest steps of each causal window whose NLL makes the raw score (`None`: 1, the row
+    /// itself). See [`crate::causal`].
+    pub causal_steps: Option<usize>,
 }
 
 impl Default for FitOptions {
@@ -57,6 +60,7 @@ impl Default for FitOptions {
             init_level: 0.98,
             causal_smooth: None,
             contrib_knee: Some(DEFAULT_CONTRIB_KNEE),
+            causal_steps: None,
         }
     }
 }
