@@ -196,3 +196,54 @@ fn bad_settings_are_refused() {
     }
     assert!(Monitor::untrained(vec!["a".into()], MonitorConfig { warmup_rows: 3, ..config() }).is_err());
 }
+
+#[test]
+fn cold_start_on_a_shared_base_adapts_from_the_first_slots() {
+    let det = model(W, 800);
+    // A new entity whose normal level differs from the base model's entity.
+    let data = rows(800, 21, |_| 2.5);
+    let cfg = MonitorConfig { cold_start: true, ..config() };
+    let (r, ev) = run(&mut Monitor::new(det.clone(), cfg.clone()).unwrap(), &data, 16);
+    // The row that completes the slots shows the state after the decision.
+    assert!(r[..cfg.slots - 1].iter().all(|s| s.state == State::Warmup));
+    assert_eq!(r[cfg.slots - 1].state, State::Adapted);
+    let first = &ev[0];
+    assert_eq!((first.kind.as_str(), first.row), ("adapt", cfg.slots as u64 - 1), "{ev:?}");
+    assert!(ev.iter().any(|e| e.kind == "validate"), "{ev:?}");
+    let late = &r[200..];
+    assert!(late.iter().filter(|s| s.is_anomaly).count() < late.len() / 50);
+    // Without the cold start the same base model floods.
+    let (r0, _) = run(&mut Monitor::new(det, MonitorConfig { policy: Policy::Static, ..config() }).unwrap(), &data, 16);
+    assert!(r0[200..].iter().filter(|s| s.is_anomaly).count() > 300);
+}
+
+#[test]
+fn a_full_retrain_swaps_the_model_without_a_gap() {
+    let det = model(W, 800);
+    let data = shifted(1500);
+    let cfg = MonitorConfig {
+        policy: Policy::AdaptRetrain,
+        retrain: lara_stream::RetrainPolicy::AfterPatternRows(400),
+        fit: Some(lara_vae::FitOptions {
+            window: W,
+            train: lara_vae::TrainConfig { hidden: 32, latent: 4, max_steps: 100, ..Default::default() },
+            ..Default::default()
+        }),
+        ..config()
+    };
+    let mut m = Monitor::new(det, cfg).unwrap();
+    let (r, ev) = run(&mut m, &data, 50);
+    let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
+    let retrain = ev.iter().find(|e| e.kind == "retrain").unwrap_or_else(|| panic!("no retrain: {kinds:?}"));
+    let [a, b] = retrain.rows.unwrap();
+    assert_eq!(b - a + 1, 400, "{retrain:?}");
+    assert!(a >= 600, "trained on the new pattern only: {retrain:?}");
+    assert_eq!(r.len(), 1500);
+    assert!(r.iter().all(|s| s.score.is_finite()), "every row is scored");
+    let v = retrain.model_version;
+    assert!(r[b as usize + 1..].iter().all(|s| s.model_version == v));
+    assert!(r[b as usize + 1..].iter().filter(|s| s.is_anomaly).count() < 20);
+    // The retrained model belongs to the monitor: its snapshot carries it.
+    let snap = m.snapshot().unwrap();
+    assert!(Monitor::restore(&snap, None).is_ok());
+}
