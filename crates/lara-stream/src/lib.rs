@@ -43,11 +43,13 @@
 //!   never back at 0; an excursion that ends before is *dismissed* and stays a run of
 //!   alarms. The rows of the change itself were already published with the old model's
 //!   scores, so the transition keeps its alarms (results are never revised).
-//! * **Adoption.** On the newest `slots` rows: a stored pattern (the base model and the last
-//!   [`MonitorConfig::memory`] validated adapters) whose exceedance fraction is at most
-//!   [`MonitorConfig::reselect_max_exceed`] is *re-selected* (lowest mean NLL first); else
-//!   LARA adapts the current model on them (`Detector::adapt_scaled`, fewer rows than a
-//!   window are left-padded). The new model's segment starts at the first of those rows.
+//! * **Adoption.** On the newest `slots` windows (the `slots + w − 1` newest rows, which all
+//!   lie after the change once it persisted `w + slots` rows): a stored pattern (the base
+//!   model and the last [`MonitorConfig::memory`] validated adapters) under which at most
+//!   [`MonitorConfig::reselect_max_exceed`] of them exceed is *re-selected* (lowest mean NLL
+//!   first); else LARA adapts the current model on them (`Detector::adapt_scaled`; at a cold
+//!   start, fewer rows than a window are left-padded). The new model's segment starts at the
+//!   first of those rows, so its windows never reach back into the old pattern.
 //! * **Validation.** The next [`MonitorConfig::validate_rows`] rows are scored by both the
 //!   new and the replaced model: the switch is kept when the new model's mean raw NLL is
 //!   lower and at most [`MonitorConfig::validate_max_exceed`] of the rows exceed; otherwise

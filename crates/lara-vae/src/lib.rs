@@ -23,6 +23,10 @@
 //! * [`detector::Detector`]: scaler (fitted on the training prefix) + VAE + POT threshold
 //!   (fitted on the training rows' scores, `lara_metrics::threshold::pot`), trained from a
 //!   [`lara_core::Series`], saved to / loaded from a single `.lara` file ([`mod@file`]).
+//! * [`causal`]: the online (causal) scores the monitor in `lara-stream` publishes — the
+//!   window ending at each row, the NLL of that row, a trailing mean — and their calibration
+//!   ([`OnlineCalibration`], fitted on the training rows by `Detector::fit` and kept in the
+//!   model file) behind `p_anomaly`.
 //!
 //! ## Design choices and measurements (dev panel, 24 files; measured with `lara bench detect`)
 //!
