@@ -79,6 +79,9 @@ pub struct OnlineBenchArgs {
     /// Knee of the per-feature contributions (0 = linear).
     #[arg(long, default_value_t = lara_vae::detector::DEFAULT_CONTRIB_KNEE)]
     pub contrib_knee: f32,
+    /// Alarm risk (is_anomaly ⇔ p_anomaly > 1 − risk; default: the model's, 1e-3).
+    #[arg(long)]
+    pub risk: Option<f64>,
     /// Rows per push.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
@@ -235,6 +238,7 @@ fn run_file(path: &Path, args: &OnlineBenchArgs) -> Result<Vec<FileResult>> {
     }
     let mut cfg = monitor_config(Policy::Static, args.slots, args.persist, args.retrain_rows);
     cfg.warmup_rows = n;
+    cfg.alarm_risk = args.risk;
     cfg.fit = Some(FitOptions {
         window: args.window,
         causal_smooth: args.causal_smooth,
@@ -473,6 +477,52 @@ fn print_summary(results: &[FileResult], peers: &[(String, BTreeMap<String, (f64
                 "false", "rows/s"
             ],
             &rows
+        )
+    );
+    // Targets: online VUS-PR vs the best peer of each protocol, on the same files.
+    let online = if args.methods.iter().any(|m| m == "adapt") { "adapt" } else { "static" };
+    let mut trows = Vec::new();
+    for g in &groups {
+        let rs: Vec<&FileResult> =
+            results.iter().filter(|r| &r.group == g && r.method == online && r.vus_pr.is_some()).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        let ours = mean(rs.iter().filter_map(|r| r.vus_pr)).unwrap_or(0.0);
+        let mut cells = vec![g.clone(), format!("{ours:.3}")];
+        for proto in ["whole", "prefix"] {
+            let best = peers
+                .iter()
+                .filter(|(n, _)| n.contains(proto))
+                .filter_map(|(n, p)| {
+                    let v: Vec<f64> = rs.iter().filter_map(|r| p.get(&r.file).map(|x| x.0)).collect();
+                    (v.len() == rs.len()).then(|| (mean(v.into_iter()).unwrap_or(0.0), n.clone()))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            match best {
+                Some((v, n)) => {
+                    cells.push(format!("{v:.3} ({n})"));
+                    cells.push(if ours >= v { "yes".into() } else { "NO".into() });
+                }
+                None => {
+                    cells.push("-".into());
+                    cells.push("-".into());
+                }
+            }
+        }
+        let rates: Vec<f64> = rs.iter().filter_map(|r| r.alarm_rate_unlabelled).collect();
+        let recall = mean(rs.iter().filter_map(|r| r.event_recall)).unwrap_or(0.0);
+        let med = median(rates).unwrap_or(0.0);
+        cells.push(format!("{:.2} %", 100.0 * med));
+        cells.push(format!("{recall:.2}"));
+        cells.push(if med <= 0.01 && recall >= 0.7 { "yes".into() } else { "NO".into() });
+        trows.push(cells);
+    }
+    println!(
+        "targets ({online}, all selected files):\n{}",
+        table(
+            &["group", "VUS-PR", "best peer (whole)", "≥", "best peer (prefix)", "≥", "median alarm%", "ev-R", "≤1 % & ≥0.7"],
+            &trows
         )
     );
 }

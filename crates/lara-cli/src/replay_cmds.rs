@@ -60,6 +60,10 @@ pub struct ReplayArgs {
     /// adaptations to this PNG.
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
+    /// Alarm when a row is rarer than this among normal rows: is_anomaly ⇔ p_anomaly >
+    /// 1 − RISK (default: the model's POT risk, 1e-3).
+    #[arg(long)]
+    pub risk: Option<f64>,
     /// Rows per push (1 = row by row; results are identical for any value).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -155,6 +159,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
     let mut cfg = monitor_config(args.policy, args.slots, args.persist, args.retrain_rows);
     cfg.cold_start = args.cold_start;
+    cfg.alarm_risk = args.risk;
     let fit = FitOptions {
         window: args.window,
         train: TrainConfig { seed: args.seed, ..TrainConfig::default() },

@@ -99,7 +99,8 @@ pub struct MonitorConfig {
     pub reselect_max_exceed: f64,
     /// Earlier adapters kept for re-selection (the base model is always kept).
     pub memory: usize,
-    /// Rows without a new suspicion after a roll-back.
+    /// Rows without a new suspicion after a roll-back (doubled after each further roll-back
+    /// in a row, up to 64×).
     pub cooldown: usize,
     pub retrain: RetrainPolicy,
     /// Rows collected before training, for a monitor that starts without a model.
@@ -108,6 +109,9 @@ pub struct MonitorConfig {
     /// `lara train`'s defaults).
     pub fit: Option<FitOptions>,
     pub adapt: AdaptConfig,
+    /// Alarm when a row's score is rarer than this among normal rows (`p_anomaly > 1 −
+    /// alarm_risk`); `None`: the model's POT risk (`lara train --risk`, default 10⁻³).
+    pub alarm_risk: Option<f64>,
     /// Start a monitor on a shared base model by LARA from its first `slots` rows (cold
     /// start) instead of trusting the base model as it is.
     pub cold_start: bool,
@@ -130,6 +134,7 @@ impl Default for MonitorConfig {
             fit: None,
             adapt: AdaptConfig::default(),
             cold_start: false,
+            alarm_risk: None,
         }
     }
 }
@@ -152,6 +157,11 @@ impl MonitorConfig {
         }
         if !(c.suspect > 0.0 && c.confirm >= c.suspect) {
             return Err("change.suspect must be > 0 and change.confirm ≥ change.suspect".into());
+        }
+        if let Some(r) = self.alarm_risk {
+            if !(r > 0.0 && r < 1.0) {
+                return Err(format!("alarm_risk must lie in (0, 1), got {r}"));
+            }
         }
         if let RetrainPolicy::EveryRows(0) | RetrainPolicy::AfterPatternRows(0) = self.retrain {
             return Err("a retrain policy needs a positive row count".into());

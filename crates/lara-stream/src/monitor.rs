@@ -145,6 +145,8 @@ pub struct MonitorState {
     cusum: Cusum,
     change_start: Option<u64>,
     cooldown_until: u64,
+    /// Roll-backs since the last validated switch (the cooldown doubles with each).
+    rollbacks_in_a_row: u32,
     validation: Option<Validation>,
     /// Rows of the current segment when the last retrain happened (once per pattern).
     retrained_seg: Option<u64>,
@@ -202,6 +204,7 @@ impl Monitor {
             cusum: Cusum { s: 0.0, start: 0 },
             change_start: None,
             cooldown_until: 0,
+            rollbacks_in_a_row: 0,
             validation: None,
             retrained_seg: None,
             last_retrain: 0,
@@ -242,6 +245,7 @@ impl Monitor {
             cusum: Cusum { s: 0.0, start: 0 },
             change_start: None,
             cooldown_until: 0,
+            rollbacks_in_a_row: 0,
             validation: None,
             retrained_seg: None,
             last_retrain: 0,
@@ -353,6 +357,14 @@ impl Monitor {
         Ok(out)
     }
 
+    /// The alarm threshold of a pattern: its calibrated score at the alarm risk.
+    fn alarm_threshold(&self, p: &Pattern) -> f64 {
+        match self.s.config.alarm_risk {
+            Some(r) => p.online.score.quantile_of_risk(r),
+            None => p.online.score.threshold(),
+        }
+    }
+
     fn unscored(&self, row: u64) -> Scored {
         Scored {
             row,
@@ -451,7 +463,7 @@ impl Monitor {
         for i in 0..n {
             let r = raw.score[i];
             let score = self.s.smoother.push(r, &raw.contrib[i * m..(i + 1) * m], &mut mean_c);
-            let threshold = cur.online.score.threshold();
+            let threshold = self.alarm_threshold(&cur);
             let p_anomaly = cur.online.score.p_anomaly(score);
             let version = self.s.version;
             self.push_history(rows[i].as_ref());
@@ -681,6 +693,7 @@ impl Monitor {
                 }
             }
             self.s.previous = None;
+            self.s.rollbacks_in_a_row = 0;
             self.s.state = State::Normal;
             let e = self.event(t, "validate", format!("{exc:.2} of the validation rows exceed"));
             e.rows = Some([first, t]);
@@ -695,7 +708,11 @@ impl Monitor {
             self.s.smoother.reset();
             self.s.cusum = Cusum { s: 0.0, start: t + 1 };
             self.s.state = State::Normal;
-            self.s.cooldown_until = t + self.s.config.cooldown as u64;
+            // Each consecutive roll-back doubles the wait (up to 64×): a deviation that LARA
+            // cannot explain is an incident, not a pattern to re-try every few rows.
+            let factor = 1u64 << self.s.rollbacks_in_a_row.min(6);
+            self.s.rollbacks_in_a_row += 1;
+            self.s.cooldown_until = t + factor * self.s.config.cooldown as u64;
             let e = self.event(
                 t,
                 "rollback",
@@ -765,7 +782,7 @@ impl Monitor {
         };
         let cur = self.s.current.clone().expect("installed");
         for (i, &score) in cs.score.iter().enumerate() {
-            let thr = cur.online.score.threshold();
+            let thr = self.alarm_threshold(&cur);
             self.warmup_scores.push(Scored {
                 row: self.s.history_start + i as u64,
                 score,
