@@ -82,6 +82,9 @@ pub struct OnlineBenchArgs {
     /// Alarm risk (is_anomaly ⇔ p_anomaly > 1 − risk; default: the model's, 1e-3).
     #[arg(long)]
     pub risk: Option<f64>,
+    /// Stride of LARA's adaptation windows (default: the monitor's).
+    #[arg(long)]
+    pub adapt_stride: Option<usize>,
     /// Rows per push.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
@@ -239,6 +242,9 @@ fn run_file(path: &Path, args: &OnlineBenchArgs) -> Result<Vec<FileResult>> {
     let mut cfg = monitor_config(Policy::Static, args.slots, args.persist, args.retrain_rows);
     cfg.warmup_rows = n;
     cfg.alarm_risk = args.risk;
+    if let Some(st) = args.adapt_stride {
+        cfg.adapt.stride = st;
+    }
     cfg.fit = Some(FitOptions {
         window: args.window,
         causal_smooth: args.causal_smooth,
@@ -319,7 +325,7 @@ fn f3(v: Option<f64>) -> String {
 pub fn run(args: &OnlineBenchArgs) -> Result<()> {
     if args.speed_only {
         let _ = lara_vae::init_threads(1);
-        let s = speed(args.speed_columns, args.window, args.hidden)?;
+        let s = speed(args.speed_columns, args.window, args.hidden, args.adapt_stride)?;
         match args.format {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
             OutputFormat::Table => print_speed(&s),
@@ -398,7 +404,7 @@ pub fn run(args: &OnlineBenchArgs) -> Result<()> {
     print_summary(&results, &peers, args);
     if !args.no_speed {
         let _ = lara_vae::init_threads(1);
-        print_speed(&speed(args.speed_columns, args.window, args.hidden)?);
+        print_speed(&speed(args.speed_columns, args.window, args.hidden, args.adapt_stride)?);
     }
     Ok(())
 }
@@ -491,18 +497,26 @@ fn print_summary(results: &[FileResult], peers: &[(String, BTreeMap<String, (f64
         let ours = mean(rs.iter().filter_map(|r| r.vus_pr)).unwrap_or(0.0);
         let mut cells = vec![g.clone(), format!("{ours:.3}")];
         for proto in ["whole", "prefix"] {
+            // Each peer on the files it has results for, ours on the same files.
             let best = peers
                 .iter()
                 .filter(|(n, _)| n.contains(proto))
                 .filter_map(|(n, p)| {
-                    let v: Vec<f64> = rs.iter().filter_map(|r| p.get(&r.file).map(|x| x.0)).collect();
-                    (v.len() == rs.len()).then(|| (mean(v.into_iter()).unwrap_or(0.0), n.clone()))
+                    let pairs: Vec<(f64, f64)> =
+                        rs.iter().filter_map(|r| Some((r.vus_pr?, p.get(&r.file)?.0))).collect();
+                    let k = pairs.len();
+                    (k > 0).then(|| {
+                        let o = mean(pairs.iter().map(|x| x.0)).unwrap_or(0.0);
+                        let v = mean(pairs.iter().map(|x| x.1)).unwrap_or(0.0);
+                        (v, o, k, n.clone())
+                    })
                 })
                 .max_by(|a, b| a.0.total_cmp(&b.0));
             match best {
-                Some((v, n)) => {
-                    cells.push(format!("{v:.3} ({n})"));
-                    cells.push(if ours >= v { "yes".into() } else { "NO".into() });
+                Some((v, o, k, n)) => {
+                    let on = if k == rs.len() { String::new() } else { format!(", {k} files, ours {o:.3}") };
+                    cells.push(format!("{v:.3} ({n}{on})"));
+                    cells.push(if o >= v { "yes".into() } else { "NO".into() });
                 }
                 None => {
                     cells.push("-".into());
@@ -567,7 +581,7 @@ fn gemm_rate(k: usize, n: usize) -> f64 {
     2.0 * (rows * n * k) as f64 / best / 1e9
 }
 
-pub fn speed(m: usize, w: usize, h: usize) -> Result<Speed> {
+pub fn speed(m: usize, w: usize, h: usize, adapt_stride: Option<usize>) -> Result<Speed> {
     let n_train = 1200;
     let mut vals = Vec::with_capacity(n_train * m);
     for t in 0..n_train {
@@ -615,7 +629,11 @@ pub fn speed(m: usize, w: usize, h: usize) -> Result<Speed> {
     let mut adapter_bytes = 0;
     for _ in 0..9 {
         let t = Instant::now();
-        let (a, _) = det.adapt_scaled(&scaled, k, &lara_adapt::AdaptConfig::default(), None)?;
+        let mut ac = lara_stream::MonitorConfig::default().adapt;
+        if let Some(st) = adapt_stride {
+            ac.stride = st;
+        }
+        let (a, _) = det.adapt_scaled(&scaled, k, &ac, None)?;
         ad.push(t.elapsed().as_secs_f64() * 1e3);
         adapter_bytes = a.meta.adaptation.as_ref().map(|x| x.adapter.param_bytes()).unwrap_or(0);
     }

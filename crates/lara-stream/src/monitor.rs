@@ -168,6 +168,11 @@ pub struct Monitor {
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"LARAMON1";
 
+/// SHA-256 (hex) of a model's file bytes: how a snapshot names its shared base model.
+pub fn model_fingerprint(model: &Detector) -> Result<String, StreamError> {
+    Ok(sha256_hex(&model.to_bytes()?))
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -177,6 +182,13 @@ impl Monitor {
     /// A monitor that starts scoring with `model` from its first row (or, with
     /// `config.cold_start`, adapts it by LARA from the first `slots` rows).
     pub fn new(model: Arc<Detector>, config: MonitorConfig) -> Result<Monitor, StreamError> {
+        let fingerprint = model_fingerprint(&model)?;
+        Monitor::new_shared(model, fingerprint, config)
+    }
+
+    /// [`Monitor::new`] with the base model's [`model_fingerprint`] computed once by the
+    /// caller (a service creating thousands of monitors on one shared base model).
+    pub fn new_shared(model: Arc<Detector>, fingerprint: String, config: MonitorConfig) -> Result<Monitor, StreamError> {
         config.validate().map_err(StreamError::Config)?;
         let online = model.meta.online.clone().ok_or_else(|| {
             StreamError::Config(
@@ -184,13 +196,12 @@ impl Monitor {
                     .into(),
             )
         })?;
-        let bytes = model.to_bytes()?;
         let base_pattern = Pattern { id: 1, adaptation: model.meta.adaptation.clone(), online, fitted_rows: None };
         let m = model.meta.columns.len();
         let state = if config.cold_start { State::Warmup } else { State::Normal };
         let s = MonitorState {
             columns: model.meta.columns.clone(),
-            base_sha256: sha256_hex(&bytes),
+            base_sha256: fingerprint,
             rows_seen: 0,
             state,
             version: 1,
@@ -753,7 +764,7 @@ impl Monitor {
         let online = det.meta.online.clone().ok_or_else(|| StreamError::Config("no online calibration".into()))?;
         self.s.version += 1;
         let p = Pattern { id: self.s.version, adaptation: None, online, fitted_rows: None };
-        self.s.base_sha256 = sha256_hex(&det.to_bytes()?);
+        self.s.base_sha256 = model_fingerprint(&det)?;
         self.s.smoother = TrailingMean::new(det.causal_smooth(), self.m());
         self.s.current = Some(p.clone());
         self.s.previous = None;
@@ -866,13 +877,13 @@ impl Monitor {
             (None, true)
         } else {
             let b = shared_base.ok_or_else(|| bad("the snapshot needs its shared base model"))?;
-            if sha256_hex(&b.to_bytes()?) != s.base_sha256 {
+            if model_fingerprint(&b)? != s.base_sha256 {
                 return Err(bad("the given base model is not the one the snapshot was taken with"));
             }
             (Some(b), false)
         };
-        if let Some(b) = &base {
-            if sha256_hex(&b.to_bytes()?) != s.base_sha256 {
+        if let (Some(b), true) = (&base, own) {
+            if model_fingerprint(b)? != s.base_sha256 {
                 return Err(bad("the embedded model does not match the state"));
             }
         }
