@@ -159,9 +159,8 @@ fn alarm_quality(labels: &[u8], alarms: &[bool], from: usize) -> (Option<f64>, O
         .then(|| segs.iter().filter(|&&(a, b)| alarms[a..b].iter().any(|&x| x)).count() as f64 / segs.len() as f64);
     let as_u8: Vec<u8> = alarms.iter().map(|&a| a as u8).collect();
     let episodes = segments(&as_u8, from);
-    let precision = (!episodes.is_empty()).then(|| {
-        episodes.iter().filter(|&&(a, b)| labels[a..b].contains(&1)).count() as f64 / episodes.len() as f64
-    });
+    let precision = (!episodes.is_empty())
+        .then(|| episodes.iter().filter(|&&(a, b)| labels[a..b].contains(&1)).count() as f64 / episodes.len() as f64);
     let (mut fa, mut n0) = (0usize, 0usize);
     for t in from..labels.len() {
         if labels[t] == 0 {
@@ -535,7 +534,17 @@ fn print_summary(results: &[FileResult], peers: &[(String, BTreeMap<String, (f64
     println!(
         "targets ({online}, all selected files):\n{}",
         table(
-            &["group", "VUS-PR", "best peer (whole)", "≥", "best peer (prefix)", "≥", "median alarm%", "ev-R", "≤1 % & ≥0.7"],
+            &[
+                "group",
+                "VUS-PR",
+                "best peer (whole)",
+                "≥",
+                "best peer (prefix)",
+                "≥",
+                "median alarm%",
+                "ev-R",
+                "≤1 % & ≥0.7"
+            ],
             &trows
         )
     );

@@ -124,7 +124,10 @@ fn online(args: &DemoArgs) -> Result<()> {
         "online: {SHIFT_NAME} — {} rows; the normal CPU level moves at rows 946 and 2585 and returns at ~3593;",
         series.n_rows
     );
-    println!("        warm-up on the first {} rows, then every row is pushed to the monitor one by one", series.train_end);
+    println!(
+        "        warm-up on the first {} rows, then every row is pushed to the monitor one by one",
+        series.train_end
+    );
     let labels = series.labels.as_ref().context("bundled series has labels")?;
     let window = estimated_window(&series);
     let mut fit = FitOptions::default();

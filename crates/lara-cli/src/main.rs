@@ -14,6 +14,7 @@ mod inspect;
 mod plot;
 mod replay_cmds;
 mod report;
+mod serve_cmd;
 mod threshold;
 mod vae_cmds;
 
@@ -62,6 +63,9 @@ enum Command {
     /// Replay a data file row by row through the online monitor, exactly as the service
     /// will: causal scores, p_anomaly, automatic pattern-change handling with LARA.
     Replay(replay_cmds::ReplayArgs),
+    /// Run the anomaly-detection service: models, entities, streaming ingest with automatic
+    /// adaptation, a durable embedded store, OpenAPI, Prometheus metrics.
+    Serve(serve_cmd::ServeArgs),
     /// Compute the TSB-AD metric suite (VUS-PR, AUC-PR, F1 family, affiliation) of a score
     /// series against the labels of a data file.
     Eval(eval::EvalArgs),
@@ -87,6 +91,7 @@ fn main() -> std::process::ExitCode {
         Command::Collate(a) => collate_cmds::run(a),
         Command::Llm(c) => collate_cmds::llm(c),
         Command::Replay(a) => replay_cmds::run(a),
+        Command::Serve(a) => serve_cmd::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(b) => bench::run(b),

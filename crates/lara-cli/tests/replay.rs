@@ -60,10 +60,7 @@ fn replay_writes_every_row_and_is_deterministic() {
     let (b, ev_b) = go("b", "37");
     assert_eq!(a, b, "row-by-row and batched replays differ");
     let mut lines = a.lines();
-    assert_eq!(
-        lines.next().unwrap(),
-        "timestamp,score,threshold,is_anomaly,p_anomaly,state,model_version,top_dims"
-    );
+    assert_eq!(lines.next().unwrap(), "timestamp,score,threshold,is_anomaly,p_anomaly,state,model_version,top_dims");
     let rows: Vec<&str> = lines.collect();
     let n_input = std::fs::read_to_string(&data).unwrap().lines().count() - 1;
     assert_eq!(rows.len(), n_input);

@@ -188,7 +188,11 @@ impl Monitor {
 
     /// [`Monitor::new`] with the base model's [`model_fingerprint`] computed once by the
     /// caller (a service creating thousands of monitors on one shared base model).
-    pub fn new_shared(model: Arc<Detector>, fingerprint: String, config: MonitorConfig) -> Result<Monitor, StreamError> {
+    pub fn new_shared(
+        model: Arc<Detector>,
+        fingerprint: String,
+        config: MonitorConfig,
+    ) -> Result<Monitor, StreamError> {
         config.validate().map_err(StreamError::Config)?;
         let online = model.meta.online.clone().ok_or_else(|| {
             StreamError::Config(
@@ -678,8 +682,7 @@ impl Monitor {
         self.s.cusum = Cusum { s: 0.0, start: t + 1 };
         self.s.change_start = None;
         self.s.state = State::Adapted;
-        self.s.validation =
-            Some(Validation { rows: 0, sum_new: 0.0, sum_old: 0.0, exceed: 0, old_seg_start: old_seg });
+        self.s.validation = Some(Validation { rows: 0, sum_new: 0.0, sum_old: 0.0, exceed: 0, old_seg_start: old_seg });
         let e = self.event(t, kind, detail);
         e.rows = Some([a, t]);
         e.nll_before = Some(nll_before);

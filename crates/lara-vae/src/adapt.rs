@@ -162,14 +162,8 @@ impl Detector {
             }
         }
         let transferred = transfer_threshold(&self.meta.threshold, self.vae.obs_logvar(), out.vae.obs_logvar());
-        out.meta.adaptation = Some(Adaptation {
-            adapter,
-            config: *cfg,
-            report: report.clone(),
-            rows: n_rows,
-            parent,
-            base_threshold,
-        });
+        out.meta.adaptation =
+            Some(Adaptation { adapter, config: *cfg, report: report.clone(), rows: n_rows, parent, base_threshold });
         // The normal causal scores move with the NLL constant (module docs of `causal`).
         if self.meta.options.score_kind == crate::ScoreKind::Nll {
             let delta = nll_constant(out.vae.obs_logvar()) - nll_constant(self.vae.obs_logvar());

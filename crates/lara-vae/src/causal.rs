@@ -27,8 +27,8 @@ use lara_adapt::Adapter;
 
 use crate::adapt::Adaptation;
 use crate::detector::Detector;
-use crate::vae::Vae;
 use crate::score::ScoreKind;
+use crate::vae::Vae;
 use crate::VaeError;
 
 /// Trailing mean of the last `len` rows (score and per-feature contributions), with running
@@ -205,10 +205,9 @@ impl<'a> ModelView<'a> {
     /// Per-feature factor (`½/σ²_k` for NLL, 1 for SSE) and the row constant of the score.
     pub fn score_factors(&self) -> (Vec<f32>, f64) {
         match self.kind {
-            ScoreKind::Nll => (
-                self.obs_logvar.iter().map(|v| 0.5 * (-v).exp()).collect(),
-                nll_constant(self.obs_logvar),
-            ),
+            ScoreKind::Nll => {
+                (self.obs_logvar.iter().map(|v| 0.5 * (-v).exp()).collect(), nll_constant(self.obs_logvar))
+            }
             ScoreKind::Sse => (vec![1.0; self.vae.n_features()], 0.0),
         }
     }

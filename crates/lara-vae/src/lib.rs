@@ -56,7 +56,9 @@ pub mod train;
 pub mod vae;
 
 pub use adapt::{Adaptation, ParentRef};
-pub use causal::{causal_windows, nll_constant, top_k, CausalScores, ModelView, OnlineCalibration, RawRows, TrailingMean};
+pub use causal::{
+    causal_windows, nll_constant, top_k, CausalScores, ModelView, OnlineCalibration, RawRows, TrailingMean,
+};
 pub use detector::{Detection, Detector, FitOptions, ModelMeta, ThresholdInfo};
 pub use error::VaeError;
 pub use score::{score_rows, score_rows_with, ScoreKind, StepScores};

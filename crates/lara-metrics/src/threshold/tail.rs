@@ -57,13 +57,7 @@ impl TailModel {
         let k = SKETCH_POINTS.min(n);
         let sketch: Vec<f64> = (0..k).map(|i| sorted[(i * (n - 1)) / (k - 1).max(1)]).collect();
         let (u, tail_rate, gamma, sigma, method) = match pot(&sorted, risk, init_level) {
-            Ok(p) => (
-                p.init_threshold,
-                p.num_peaks as f64 / n as f64,
-                p.gamma,
-                p.sigma,
-                "pot",
-            ),
+            Ok(p) => (p.init_threshold, p.num_peaks as f64 / n as f64, p.gamma, p.sigma, "pot"),
             Err(_) => {
                 let idx = ((init_level * n as f64).floor() as usize).min(n - 1);
                 let u = sorted[idx];

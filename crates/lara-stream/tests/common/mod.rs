@@ -53,11 +53,13 @@ pub fn run(mon: &mut Monitor, rows: &[Vec<f32>], batch: usize) -> (Vec<Scored>, 
 
 /// Events without their wall times (the only non-deterministic field).
 pub fn timeless(ev: &[Event]) -> Vec<Event> {
-    ev.iter().cloned().map(|mut e| {
-        e.elapsed_ms = 0.0;
-        e
-    })
-    .collect()
+    ev.iter()
+        .cloned()
+        .map(|mut e| {
+            e.elapsed_ms = 0.0;
+            e
+        })
+        .collect()
 }
 
 pub fn config() -> MonitorConfig {

@@ -1,0 +1,187 @@
+//! The durable embedded store (redb, one file in `--data-dir`): models, entity snapshots,
+//! results and events. Every ingest is one write transaction (snapshot + results + events),
+//! committed before the request is answered: an acknowledged row is never lost, and a
+//! restart restores every entity exactly.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::ServerError;
+
+const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
+const MODEL_META: TableDefinition<&str, &[u8]> = TableDefinition::new("model_meta");
+const ENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entities");
+const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
+const EVENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("events");
+
+/// Key of an entity's row `i`: the entity id, a 0 byte, `i` big-endian (range scans in order).
+pub fn row_key(entity: &str, i: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(entity.len() + 9);
+    k.extend_from_slice(entity.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&i.to_be_bytes());
+    k
+}
+
+fn err(e: impl std::fmt::Display) -> ServerError {
+    ServerError::Store(e.to_string())
+}
+
+/// What one ingest writes.
+pub struct IngestWrite<'a> {
+    pub entity: &'a str,
+    /// The entity's description (last timestamp, counters).
+    pub meta: &'a [u8],
+    pub snapshot: &'a [u8],
+    /// `(row, JSON)` results.
+    pub results: Vec<(u64, Vec<u8>)>,
+    /// `(sequence, JSON)` events.
+    pub events: Vec<(u64, Vec<u8>)>,
+}
+
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, ServerError> {
+        std::fs::create_dir_all(dir).map_err(|e| ServerError::Store(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("lara.redb");
+        let db = Database::create(&path).map_err(|e| ServerError::Store(format!("{}: {e}", path.display())))?;
+        // Create the tables so that readers never see them missing.
+        let w = db.begin_write().map_err(err)?;
+        for t in [MODELS, MODEL_META, ENTITIES, SNAPSHOTS] {
+            w.open_table(t).map_err(err)?;
+        }
+        for t in [RESULTS, EVENTS] {
+            w.open_table(t).map_err(err)?;
+        }
+        w.commit().map_err(err)?;
+        Ok(Store { db })
+    }
+
+    fn get(&self, t: TableDefinition<&str, &[u8]>, k: &str) -> Result<Option<Vec<u8>>, ServerError> {
+        let r = self.db.begin_read().map_err(err)?;
+        let table = r.open_table(t).map_err(err)?;
+        Ok(table.get(k).map_err(err)?.map(|v| v.value().to_vec()))
+    }
+
+    fn all(&self, t: TableDefinition<&str, &[u8]>) -> Result<Vec<(String, Vec<u8>)>, ServerError> {
+        let r = self.db.begin_read().map_err(err)?;
+        let table = r.open_table(t).map_err(err)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn put_model(&self, id: &str, bytes: &[u8], meta: &[u8]) -> Result<(), ServerError> {
+        let w = self.db.begin_write().map_err(err)?;
+        w.open_table(MODELS).map_err(err)?.insert(id, bytes).map_err(err)?;
+        w.open_table(MODEL_META).map_err(err)?.insert(id, meta).map_err(err)?;
+        w.commit().map_err(err)
+    }
+    pub fn model(&self, id: &str) -> Result<Option<Vec<u8>>, ServerError> {
+        self.get(MODELS, id)
+    }
+    pub fn models(&self) -> Result<Vec<(String, Vec<u8>)>, ServerError> {
+        self.all(MODELS)
+    }
+    pub fn model_metas(&self) -> Result<Vec<(String, Vec<u8>)>, ServerError> {
+        self.all(MODEL_META)
+    }
+    pub fn delete_model(&self, id: &str) -> Result<(), ServerError> {
+        let w = self.db.begin_write().map_err(err)?;
+        w.open_table(MODELS).map_err(err)?.remove(id).map_err(err)?;
+        w.open_table(MODEL_META).map_err(err)?.remove(id).map_err(err)?;
+        w.commit().map_err(err)
+    }
+
+    /// Creates an entity: its description and its first snapshot.
+    pub fn put_entity(&self, id: &str, meta: &[u8], snapshot: &[u8]) -> Result<(), ServerError> {
+        let w = self.db.begin_write().map_err(err)?;
+        w.open_table(ENTITIES).map_err(err)?.insert(id, meta).map_err(err)?;
+        w.open_table(SNAPSHOTS).map_err(err)?.insert(id, snapshot).map_err(err)?;
+        w.commit().map_err(err)
+    }
+    pub fn entities(&self) -> Result<Vec<(String, Vec<u8>)>, ServerError> {
+        self.all(ENTITIES)
+    }
+    pub fn snapshot(&self, id: &str) -> Result<Option<Vec<u8>>, ServerError> {
+        self.get(SNAPSHOTS, id)
+    }
+
+    /// Removes an entity with its results and events.
+    pub fn delete_entity(&self, id: &str) -> Result<(), ServerError> {
+        let w = self.db.begin_write().map_err(err)?;
+        w.open_table(ENTITIES).map_err(err)?.remove(id).map_err(err)?;
+        w.open_table(SNAPSHOTS).map_err(err)?.remove(id).map_err(err)?;
+        let (lo, hi) = (row_key(id, 0), row_key(id, u64::MAX));
+        for t in [RESULTS, EVENTS] {
+            let mut table = w.open_table(t).map_err(err)?;
+            let keys: Vec<Vec<u8>> = table
+                .range(lo.as_slice()..=hi.as_slice())
+                .map_err(err)?
+                .filter_map(|r| r.ok().map(|(k, _)| k.value().to_vec()))
+                .collect();
+            for k in keys {
+                table.remove(k.as_slice()).map_err(err)?;
+            }
+        }
+        w.commit().map_err(err)
+    }
+
+    /// One ingest, atomically.
+    pub fn ingest(&self, x: IngestWrite) -> Result<(), ServerError> {
+        let w = self.db.begin_write().map_err(err)?;
+        w.open_table(SNAPSHOTS).map_err(err)?.insert(x.entity, x.snapshot).map_err(err)?;
+        w.open_table(ENTITIES).map_err(err)?.insert(x.entity, x.meta).map_err(err)?;
+        {
+            let mut t = w.open_table(RESULTS).map_err(err)?;
+            for (i, v) in &x.results {
+                t.insert(row_key(x.entity, *i).as_slice(), v.as_slice()).map_err(err)?;
+            }
+        }
+        {
+            let mut t = w.open_table(EVENTS).map_err(err)?;
+            for (i, v) in &x.events {
+                t.insert(row_key(x.entity, *i).as_slice(), v.as_slice()).map_err(err)?;
+            }
+        }
+        w.commit().map_err(err)
+    }
+
+    fn range(
+        &self,
+        t: TableDefinition<&[u8], &[u8]>,
+        entity: &str,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, ServerError> {
+        let r = self.db.begin_read().map_err(err)?;
+        let table = r.open_table(t).map_err(err)?;
+        let (lo, hi) = (row_key(entity, from), row_key(entity, to));
+        let mut out = Vec::new();
+        for item in table.range(lo.as_slice()..=hi.as_slice()).map_err(err)? {
+            let (_, v) = item.map_err(err)?;
+            out.push(v.value().to_vec());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stored results of rows `[from, to]` (JSON each), at most `limit`.
+    pub fn results(&self, entity: &str, from: u64, to: u64, limit: usize) -> Result<Vec<Vec<u8>>, ServerError> {
+        self.range(RESULTS, entity, from, to, limit)
+    }
+    pub fn events(&self, entity: &str, limit: usize) -> Result<Vec<Vec<u8>>, ServerError> {
+        self.range(EVENTS, entity, 0, u64::MAX, limit)
+    }
+}
