@@ -288,8 +288,11 @@ fn run_file(path: &Path, args: &OnlineBenchArgs) -> Result<Vec<FileResult>> {
     Ok(out)
 }
 
+/// A peer's (VUS-PR, AUC-PR) per file.
+type PeerScores = BTreeMap<String, (f64, f64)>;
+
 /// Peer VUS-PR / AUC-PR per file from JSON lines.
-fn load_peer(path: &Path) -> BTreeMap<String, (f64, f64)> {
+fn load_peer(path: &Path) -> PeerScores {
     let mut out = BTreeMap::new();
     let Ok(text) = std::fs::read_to_string(path) else {
         return out;
@@ -386,7 +389,7 @@ pub fn run(args: &OnlineBenchArgs) -> Result<()> {
         }
         lara_core::write_atomic(p, s.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
     }
-    let peers: Vec<(String, BTreeMap<String, (f64, f64)>)> = ["IForest", "PCA"]
+    let peers: Vec<(String, PeerScores)> = ["IForest", "PCA"]
         .iter()
         .flat_map(|m| {
             [
@@ -408,7 +411,7 @@ pub fn run(args: &OnlineBenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_summary(results: &[FileResult], peers: &[(String, BTreeMap<String, (f64, f64)>)], args: &OnlineBenchArgs) {
+fn print_summary(results: &[FileResult], peers: &[(String, PeerScores)], args: &OnlineBenchArgs) {
     let mut groups: Vec<String> = results.iter().map(|r| r.group.clone()).collect();
     groups.sort();
     groups.dedup();

@@ -568,7 +568,9 @@ fn delete_entity(s: &Arc<Service>, r: &mut Req) -> Answer {
 }
 
 /// Rows and optional timestamps of an ingest body.
-fn parse_points(r: &Req, columns: &[String]) -> Result<(Vec<Vec<f32>>, Option<Vec<String>>), Answer> {
+type Points = (Vec<Vec<f32>>, Option<Vec<String>>);
+
+fn parse_points(r: &Req, columns: &[String]) -> Result<Points, Answer> {
     if r.content_type.starts_with("text/csv") {
         let mut rd = csv::ReaderBuilder::new().flexible(false).from_reader(r.body.as_slice());
         let header: Vec<String> = rd

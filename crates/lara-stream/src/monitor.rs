@@ -236,8 +236,8 @@ impl Monitor {
         if columns.is_empty() {
             return Err(StreamError::Config("a monitor needs at least one column".into()));
         }
-        let fit = config.fit.clone().unwrap_or_default();
-        if config.warmup_rows < 2 * fit.window.min(10).max(1) {
+        // Training needs a few windows; a short warm-up trains on a shorter window (n/2).
+        if config.warmup_rows < 20 {
             return Err(StreamError::Config(format!(
                 "warmup_rows ({}) is too small to train a model",
                 config.warmup_rows
@@ -606,7 +606,7 @@ impl Monitor {
         let (m, w) = (self.m(), base.meta.options.window);
         let ctx = self.scaled_history(a, t + 1);
         let n = ((t + 1 - a) as usize).min(k);
-        let windows = causal_windows(&ctx, m, w, n, &ctx[..m].to_vec());
+        let windows = causal_windows(&ctx, m, w, n, &ctx[..m]);
         let rr = self.view(p).score_windows_last_step(&windows, n)?;
         let lvl = self.s.config.change.level;
         let exceed = rr.score.iter().filter(|&&r| p.online.raw.p_anomaly(r) > lvl).count();
@@ -622,7 +622,7 @@ impl Monitor {
         // change once it persisted `persist ≥ w + slots` rows; at a cold start only the rows
         // seen so far (the windows are then left-padded).
         let w = self.base.as_ref().expect("a model exists").meta.options.window as u64;
-        let slots = cfg.slots as usize;
+        let slots = cfg.slots;
         let rows = (cfg.slots as u64 + w - 1).min(t + 1 - self.s.history_start.max(change_start));
         let a = t + 1 - rows;
         let k = slots.min(rows as usize);
