@@ -1,25 +1,11 @@
 //! `lara replay` and `lara adapt --slots 40` end to end, driving the real binary.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn shared() -> PathBuf {
-    let dir = std::env::var("LARA_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    assert!(dir.join("data/tsbad").is_dir(), "shared data not found at {} (set LARA_SHARED)", dir.display());
-    dir
-}
+mod common;
 
-fn lara(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lara")).args(args).output().expect("run lara")
-}
-
-fn tmp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lara-replay-test-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{lara, shared, tmp_dir};
 
 fn ok(out: &Output, what: &str) -> String {
     assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));

@@ -2,28 +2,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
-fn shared() -> PathBuf {
-    let dir = std::env::var("LARA_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    assert!(dir.join("data/tsbad").is_dir(), "shared data not found at {} (set LARA_SHARED)", dir.display());
-    dir
-}
+mod common;
 
-fn lara(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lara")).args(args).output().expect("run lara")
-}
-
-fn tmp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lara-serve-test-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{lara, shared, tmp_dir};
 
 /// A running `lara serve`; killed (SIGKILL) when dropped.
 struct Server {

@@ -153,6 +153,35 @@ pub struct MonitorState {
     last_retrain: u64,
 }
 
+impl MonitorState {
+    /// A monitor that has seen no row: no model yet, an empty history.
+    fn fresh(config: MonitorConfig, columns: Vec<String>, state: State, smooth: usize) -> MonitorState {
+        let m = columns.len();
+        MonitorState {
+            columns,
+            base_sha256: String::new(),
+            rows_seen: 0,
+            state,
+            version: 0,
+            current: None,
+            previous: None,
+            memory: Vec::new(),
+            history: VecDeque::new(),
+            history_start: 0,
+            seg_start: 0,
+            smoother: TrailingMean::new(smooth, m),
+            cusum: Cusum { s: 0.0, start: 0 },
+            change_start: None,
+            cooldown_until: 0,
+            rollbacks_in_a_row: 0,
+            validation: None,
+            retrained_seg: None,
+            last_retrain: 0,
+            config,
+        }
+    }
+}
+
 /// The online monitor of one entity. Synchronous and deterministic: the same rows give the
 /// same results however they are batched, and a restored snapshot continues identically.
 #[derive(Debug, Clone)]
@@ -201,30 +230,12 @@ impl Monitor {
             )
         })?;
         let base_pattern = Pattern { id: 1, adaptation: model.meta.adaptation.clone(), online, fitted_rows: None };
-        let m = model.meta.columns.len();
         let state = if config.cold_start { State::Warmup } else { State::Normal };
-        let s = MonitorState {
-            columns: model.meta.columns.clone(),
-            base_sha256: fingerprint,
-            rows_seen: 0,
-            state,
-            version: 1,
-            current: Some(base_pattern.clone()),
-            previous: None,
-            memory: vec![base_pattern],
-            history: VecDeque::new(),
-            history_start: 0,
-            seg_start: 0,
-            smoother: TrailingMean::new(model.causal_smooth(), m),
-            cusum: Cusum { s: 0.0, start: 0 },
-            change_start: None,
-            cooldown_until: 0,
-            rollbacks_in_a_row: 0,
-            validation: None,
-            retrained_seg: None,
-            last_retrain: 0,
-            config,
-        };
+        let mut s = MonitorState::fresh(config, model.meta.columns.clone(), state, model.causal_smooth());
+        s.base_sha256 = fingerprint;
+        s.version = 1;
+        s.current = Some(base_pattern.clone());
+        s.memory = vec![base_pattern];
         Ok(Monitor { base: Some(model), own_base: false, s, events: Vec::new(), warmup_scores: Vec::new() })
     }
 
@@ -243,29 +254,7 @@ impl Monitor {
                 config.warmup_rows
             )));
         }
-        let m = columns.len();
-        let s = MonitorState {
-            columns,
-            base_sha256: String::new(),
-            rows_seen: 0,
-            state: State::Warmup,
-            version: 0,
-            current: None,
-            previous: None,
-            memory: Vec::new(),
-            history: VecDeque::new(),
-            history_start: 0,
-            seg_start: 0,
-            smoother: TrailingMean::new(1, m),
-            cusum: Cusum { s: 0.0, start: 0 },
-            change_start: None,
-            cooldown_until: 0,
-            rollbacks_in_a_row: 0,
-            validation: None,
-            retrained_seg: None,
-            last_retrain: 0,
-            config,
-        };
+        let s = MonitorState::fresh(config, columns, State::Warmup, 1);
         Ok(Monitor { base: None, own_base: true, s, events: Vec::new(), warmup_scores: Vec::new() })
     }
 

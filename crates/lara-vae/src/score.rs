@@ -33,17 +33,7 @@ impl StepScores {
     /// Indices of the `k` columns with the largest contribution in row `t` (descending;
     /// fewer when there are fewer columns; ties broken by column index).
     pub fn top_dims(&self, t: usize, k: usize) -> Vec<usize> {
-        let row = &self.contrib[t * self.n_cols..(t + 1) * self.n_cols];
-        // Insertion into a short sorted list: O(m·k), no allocation per comparison.
-        let mut top: Vec<usize> = Vec::with_capacity(k + 1);
-        for (j, v) in row.iter().enumerate() {
-            let pos = top.iter().position(|&i| v.total_cmp(&row[i]).is_gt()).unwrap_or(top.len());
-            if pos < k {
-                top.insert(pos, j);
-                top.truncate(k);
-            }
-        }
-        top
+        crate::causal::top_k(&self.contrib[t * self.n_cols..(t + 1) * self.n_cols], k)
     }
 }
 
