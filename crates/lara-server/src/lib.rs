@@ -10,7 +10,14 @@
 //! results and the events are written in one redb transaction, committed before the answer,
 //! and only then does the copy replace the live monitor. An acknowledged row is never lost; a
 //! failed write leaves the entity as it was; a restart restores every entity from its
-//! snapshot, so results after a restart equal those of a run without it (tested).
+//! snapshot, so results after a restart equal those of a run without it (tested with a
+//! SIGKILL between two ingests). fsync policy: redb's default durability, every commit is
+//! flushed to disk before it returns, so the answer to an ingest means the rows are on disk.
+//!
+//! Not built yet (issue 10): `POST /v1/models/{id}/train` from stored history, `POST
+//! /v1/detect`, Prometheus remote-write, Server-Sent Events and webhooks, adapt / rollback /
+//! versions control routes, alarm explanations, `--config`, `lara bench serve`. One lock
+//! guards all entities (ingests are serialised).
 //!
 //! Models are shared: an entity created with `{"base": id}` starts on the shared base model
 //! by LARA from its first `slots` rows (cold start) and keeps only its adapter and monitor
