@@ -30,6 +30,10 @@ static ALLOC: alloc_meter::MeteredAlloc = alloc_meter::MeteredAlloc;
 ///   lara inspect data.csv                      # what is in the file
 ///   lara eval --data data.csv --scores s.txt   # TSB-AD metrics of a score series
 ///   lara bench metrics                         # our metrics vs TSB-AD's Python, same inputs
+///   lara train --data d.csv --model m.lara     # a VAE detector from the training prefix
+///   lara replay --data d.csv --model m.lara --out s.csv --events e.jsonl
+///                                              # row by row, causal, adapting by itself
+///   lara serve --data-dir ./lara-data          # the same monitor behind an HTTP API
 ///
 /// Data files are CSV (optionally .csv.gz) in the TSB-AD convention (feature columns,
 /// optional `timestamp`, `Label`; training prefix from `..._tr_<N>_1st_<M>.csv`) or any CSV

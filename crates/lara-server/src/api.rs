@@ -793,3 +793,46 @@ fn get_events(s: &Arc<Service>, r: &mut Req) -> Answer {
         Err(e) => bad(500, e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_with_their_parameters() {
+        assert_eq!(matches("/v1/entities/{id}/points", "/v1/entities/web-1/points"), Some(vec!["web-1".to_string()]));
+        assert_eq!(matches("/v1/entities/{id}", "/v1/entities/a%3Ab"), Some(vec!["a:b".to_string()]));
+        assert_eq!(matches("/v1/entities/{id}", "/v1/entities/a/points"), None);
+        assert_eq!(matches("/v1/models", "/v1/model"), None);
+        assert_eq!(percent_decode("a%20b+c%"), "a b c%");
+        assert!(valid_id("web-01.eu:1").is_ok());
+        assert!(valid_id("a/b").is_err() && valid_id("").is_err());
+    }
+
+    #[test]
+    fn time_order_is_numeric_or_textual() {
+        assert!(later("10", "9"));
+        assert!(!later("9", "10"));
+        assert!(later("2024-01-02T00:00:00Z", "2024-01-01T23:59:59Z"));
+        assert!(!later("2024-01-01", "2024-01-01"));
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let doc = openapi_document();
+        for r in ROUTES {
+            let op = &doc["paths"][r.path][r.method.to_ascii_lowercase()];
+            assert!(op["summary"].is_string(), "{} {}", r.method, r.path);
+            assert_eq!(op["parameters"].is_array(), r.path.contains("{id}"), "{} {}", r.method, r.path);
+        }
+        // Operation ids are unique.
+        let mut ids: Vec<String> = ROUTES
+            .iter()
+            .map(|r| doc["paths"][r.path][r.method.to_ascii_lowercase()]["operationId"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+    }
+}
