@@ -235,6 +235,20 @@ fn bad_requests_are_refused_clearly() {
     let stored = js(&b)["results"].as_array().unwrap().clone();
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[1], first);
+    // Operator controls: nothing to roll back yet; adapt now, then roll back.
+    assert_eq!(call("POST", &u("/v1/entities/e/rollback"), "", b"", t).0, 409);
+    let (st, b) = call("POST", &u("/v1/entities/e/adapt"), "", b"", t);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(js(&b)["entity"]["state"], "adapted");
+    let (st, b) = call("POST", &u("/v1/entities/e/rollback"), "", b"", t);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(js(&b)["entity"]["model_version"], 3);
+    let (_, b) = call("GET", &u("/v1/entities/e/versions"), "", b"", t);
+    assert_eq!(js(&b)["current"], 1, "{}", String::from_utf8_lossy(&b));
+    let (_, b) = call("GET", &u("/v1/entities/e/events"), "", b"", t);
+    let kinds: Vec<String> =
+        js(&b)["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds, ["adapt", "rollback"]);
     assert_eq!(call("DELETE", &u("/v1/entities/e"), "", b"", t).0, 204);
     assert_eq!(call("GET", &u("/v1/entities/e"), "", b"", t).0, 404);
 }

@@ -42,6 +42,9 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/v1/entities/{id}/scores", summary: "Stored results of rows [from, to] (query: from, to, limit)", body: "", answer: "application/json: {results: [Scored]}", handler: get_scores },
     Route { method: "GET", path: "/v1/entities/{id}/alarms", summary: "Stored results with is_anomaly (query: from, to, limit)", body: "", answer: "application/json: {alarms: [Scored]}", handler: get_alarms },
     Route { method: "GET", path: "/v1/entities/{id}/events", summary: "The monitor's decisions with their evidence", body: "", answer: "application/json: {events: [Event]}", handler: get_events },
+    Route { method: "POST", path: "/v1/entities/{id}/adapt", summary: "Adapt now on the newest rows (re-selects a stored pattern that explains them, else LARA); validated on the next rows", body: "", answer: "application/json: {entity, events}", handler: post_adapt },
+    Route { method: "POST", path: "/v1/entities/{id}/rollback", summary: "Return to the pattern the latest switch replaced", body: "", answer: "application/json: {entity, events}", handler: post_rollback },
+    Route { method: "GET", path: "/v1/entities/{id}/versions", summary: "The entity's stored patterns (the base model first) and the one scoring now", body: "", answer: "application/json: {current, versions}", handler: get_versions },
 ];
 
 /// A parsed request.
@@ -731,6 +734,72 @@ fn post_points(s: &Arc<Service>, r: &mut Req) -> Answer {
     let adapted = events.iter().filter(|e| e.kind == "adapt" || e.kind == "reselect").count() as u64;
     s.metrics.adaptations.fetch_add(adapted, Ordering::Relaxed);
     ok_json(200, &json!({ "results": out }))
+}
+
+/// Runs an operator control on a copy of the monitor; stores its snapshot and events in one
+/// transaction, then swaps it in.
+fn control(s: &Service, id: &str, f: fn(&mut Monitor) -> Result<(), lara_stream::StreamError>) -> Answer {
+    let mut ents = s.entities.lock().expect("entities lock");
+    let Some(ent) = ents.get_mut(id) else { return bad(404, format!("no entity {id:?}")) };
+    let mut mon = ent.monitor.clone();
+    if let Err(e) = f(&mut mon) {
+        return bad(409, e.to_string());
+    }
+    let events = mon.drain_events();
+    let snap = match mon.snapshot() {
+        Ok(b) => b,
+        Err(e) => return bad(500, e.to_string()),
+    };
+    let mut info = ent.info.clone();
+    let first = info.events;
+    info.events += events.len() as u64;
+    let write = IngestWrite {
+        entity: id,
+        meta: &serde_json::to_vec(&info).unwrap_or_default(),
+        snapshot: &snap,
+        results: Vec::new(),
+        events: events
+            .iter()
+            .enumerate()
+            .map(|(k, e)| (first + k as u64, serde_json::to_vec(e).unwrap_or_default()))
+            .collect(),
+    };
+    if let Err(e) = s.store.ingest(write) {
+        return bad(500, format!("not stored, nothing changed: {e}"));
+    }
+    ent.monitor = mon;
+    ent.info = info;
+    ok_json(200, &json!({ "entity": entity_json(ent), "events": events }))
+}
+
+fn post_adapt(s: &Arc<Service>, r: &mut Req) -> Answer {
+    control(s, &r.params[0].clone(), Monitor::adapt_now)
+}
+
+fn post_rollback(s: &Arc<Service>, r: &mut Req) -> Answer {
+    control(s, &r.params[0].clone(), Monitor::rollback)
+}
+
+fn get_versions(s: &Arc<Service>, r: &mut Req) -> Answer {
+    let ents = s.entities.lock().expect("entities lock");
+    let Some(e) = ents.get(&r.params[0]) else { return bad(404, format!("no entity {:?}", r.params[0])) };
+    let versions: Vec<Value> = e
+        .monitor
+        .memory()
+        .iter()
+        .map(|p| {
+            json!({
+                "pattern": p.id,
+                "adapted": p.adaptation.is_some(),
+                "fitted_rows": p.fitted_rows,
+                "adapter_bytes": p.adaptation.as_ref().map(|a| a.adapter.param_bytes()),
+            })
+        })
+        .collect();
+    ok_json(
+        200,
+        &json!({ "current": e.monitor.current().map(|p| p.id), "model_version": e.monitor.version(), "versions": versions }),
+    )
 }
 
 fn scored_json(sc: &Scored, ts: Option<&str>) -> Value {

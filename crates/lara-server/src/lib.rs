@@ -15,8 +15,8 @@
 //! flushed to disk before it returns, so the answer to an ingest means the rows are on disk.
 //!
 //! Not built yet (issue 10): `POST /v1/models/{id}/train` from stored history, `POST
-//! /v1/detect`, Prometheus remote-write, Server-Sent Events and webhooks, adapt / rollback /
-//! versions control routes, alarm explanations, `--config`, `lara bench serve`. One lock
+//! /v1/detect`, Prometheus remote-write, Server-Sent Events and webhooks, alarm
+//! explanations, `--config`, `lara bench serve`. One lock
 //! guards all entities (ingests are serialised).
 //!
 //! Models are shared: an entity created with `{"base": id}` starts on the shared base model

@@ -150,6 +150,10 @@ pub struct MonitorState {
     validation: Option<Validation>,
     /// Rows of the current segment when the last retrain happened (once per pattern).
     retrained_seg: Option<u64>,
+    /// The pattern (and its segment start) the latest switch replaced: what an operator's
+    /// roll-back returns to.
+    #[serde(default)]
+    rollback_point: Option<(Pattern, u64)>,
     last_retrain: u64,
 }
 
@@ -176,6 +180,7 @@ impl MonitorState {
             rollbacks_in_a_row: 0,
             validation: None,
             retrained_seg: None,
+            rollback_point: None,
             last_retrain: 0,
             config,
         }
@@ -663,6 +668,7 @@ impl Monitor {
             (p, "adapt", mean, d)
         };
         let old_seg = self.s.seg_start;
+        self.s.rollback_point = Some((cur.clone(), old_seg));
         self.s.previous = Some(cur);
         self.s.current = Some(next);
         self.s.version += 1;
@@ -705,6 +711,7 @@ impl Monitor {
             false
         } else {
             let prev = self.s.previous.take().expect("a rollback point");
+            self.s.rollback_point = None;
             self.s.current = Some(prev);
             self.s.version += 1;
             self.s.seg_start = v.old_seg_start;
@@ -726,6 +733,51 @@ impl Monitor {
             e.nll_after = Some(new);
             true
         }
+    }
+
+    // ------------------------------------------------------------------------------
+    // Operator controls
+
+    /// Adapts now on the newest rows (`slots` windows, or the rows seen so far), as if a
+    /// persistent change had been confirmed: a stored pattern that explains them is
+    /// re-selected, else LARA adapts; validation follows on the next rows.
+    pub fn adapt_now(&mut self) -> Result<(), StreamError> {
+        if self.base.is_none() || self.s.rows_seen == 0 {
+            return Err(StreamError::Config("nothing to adapt to yet: push rows first".into()));
+        }
+        if self.s.validation.is_some() {
+            return Err(StreamError::Config("a switch is being validated; wait for its outcome".into()));
+        }
+        let t = self.s.rows_seen - 1;
+        let start = self.s.history_start.max(self.s.seg_start);
+        let n = self.events.len();
+        self.adopt(t, start)?;
+        if let Some(e) = self.events.get_mut(n) {
+            e.detail.push_str(" (requested)");
+        }
+        Ok(())
+    }
+
+    /// Returns to the pattern the latest switch replaced (an operator's roll-back).
+    pub fn rollback(&mut self) -> Result<(), StreamError> {
+        let Some((p, seg)) = self.s.rollback_point.take() else {
+            return Err(StreamError::Config("nothing to roll back to: no switch since the start".into()));
+        };
+        let t = self.s.rows_seen.saturating_sub(1);
+        let from = self.s.current.as_ref().map(|c| c.id).unwrap_or(0);
+        let to = p.id;
+        self.s.current = Some(p);
+        self.s.previous = None;
+        self.s.validation = None;
+        self.s.version += 1;
+        self.s.seg_start = seg;
+        self.s.smoother.reset();
+        self.s.cusum = Cusum { s: 0.0, start: t + 1 };
+        self.s.change_start = None;
+        self.s.state = State::Normal;
+        self.s.cooldown_until = t + self.s.config.cooldown as u64;
+        self.event(t, "rollback", format!("requested: pattern {from} → pattern {to}"));
+        Ok(())
     }
 
     fn fit_options(&self) -> FitOptions {

@@ -247,3 +247,30 @@ fn a_full_retrain_swaps_the_model_without_a_gap() {
     let snap = m.snapshot().unwrap();
     assert!(Monitor::restore(&snap, None).is_ok());
 }
+
+#[test]
+fn an_operator_can_adapt_now_and_roll_back() {
+    let det = model(W, 800);
+    let data = rows(900, 13, |t| if t >= 500 { 3.0 } else { 0.0 });
+    let mut m = Monitor::new(det.clone(), MonitorConfig { policy: Policy::Static, ..config() }).unwrap();
+    assert!(m.rollback().is_err(), "nothing to roll back to yet");
+    run(&mut m, &data[..560], 40);
+    assert_eq!(m.version(), 1);
+    m.adapt_now().unwrap();
+    let ev = m.drain_events();
+    assert_eq!(ev.len(), 1);
+    assert!(ev[0].kind == "adapt" && ev[0].detail.ends_with("(requested)"), "{ev:?}");
+    assert_eq!((m.version(), m.state()), (2, State::Adapted));
+    assert!(m.adapt_now().is_err(), "one switch at a time");
+    let (r, _) = run(&mut m, &data[560..700], 20);
+    assert!(r.iter().all(|s| s.model_version == 2));
+    m.rollback().unwrap();
+    assert_eq!(m.drain_events()[0].kind, "rollback");
+    assert_eq!((m.version(), m.state(), m.current().unwrap().id), (3, State::Normal, 1));
+    // The state survives a snapshot.
+    let bytes = m.snapshot().unwrap();
+    let mut a = Monitor::restore(&bytes, Some(det)).unwrap();
+    let (ra, _) = run(&mut a, &data[700..], 30);
+    let (rb, _) = run(&mut m, &data[700..], 30);
+    assert!(same(&ra, &rb));
+}
