@@ -24,6 +24,9 @@ pub enum BenchCommand {
     /// The online monitor on every benchmark file: static vs. adapt vs. adapt+retrain beside
     /// the TSB-AD peers in both protocols, per dataset group and per half of the files.
     Online(crate::bench_online::OnlineBenchArgs),
+    /// `lara serve` on loopback under concurrent clients: rows/s, request latency, memory per
+    /// entity, beside the same scoring in process.
+    Serve(crate::bench_serve::ServeBenchArgs),
     /// CoLLaTe vs. detector only, LLM only, naive average and the MSE-loss ablation.
     Collate(crate::collate_cmds::CollateBenchArgs),
 }
@@ -71,6 +74,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Adapt(a) => crate::bench_adapt::run(a),
         BenchCommand::Collate(a) => crate::collate_cmds::bench(a),
         BenchCommand::Online(a) => crate::bench_online::run(a),
+        BenchCommand::Serve(a) => crate::bench_serve::run(a),
     }
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod bench_adapt;
 mod bench_detect;
 mod bench_online;
+mod bench_serve;
 mod collate_cmds;
 mod data_args;
 mod demo;

@@ -2,7 +2,7 @@
 
 use std::io::Read;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use lara_stream::{model_fingerprint, Monitor, MonitorConfig, Policy, Scored};
 use lara_vae::{Detector, FitOptions};
@@ -265,13 +265,13 @@ fn metrics(s: &Arc<Service>, _: &mut Req) -> Answer {
         "Adaptations and re-selections decided by the monitors.",
         m.adaptations.load(Ordering::Relaxed),
     );
-    let ents = s.entities.lock().expect("entities lock");
+    let ents = s.entities.read().expect("entities lock");
     let mut by_state: std::collections::BTreeMap<&str, u64> = Default::default();
     for st in ["warmup", "normal", "suspect", "collecting", "adapted"] {
         by_state.insert(st, 0);
     }
     for e in ents.values() {
-        *by_state.entry(e.monitor.state().as_str()).or_default() += 1;
+        *by_state.entry(e.lock().expect("entity lock").monitor.state().as_str()).or_default() += 1;
     }
     out.push_str("# HELP lara_entities Entities by monitor state.\n# TYPE lara_entities gauge\n");
     for (k, v) in by_state {
@@ -353,8 +353,12 @@ fn put_model_file(s: &Arc<Service>, r: &mut Req) -> Answer {
 
 fn delete_model(s: &Arc<Service>, r: &mut Req) -> Answer {
     let id = &r.params[0];
-    if let Some(e) = s.entities.lock().expect("entities lock").values().find(|e| &e.info.model == id) {
-        return bad(409, format!("model {id:?} is used by entity {:?}", e.info.id));
+    let user = s.entities.read().expect("entities lock").values().find_map(|e| {
+        let e = e.lock().expect("entity lock");
+        (&e.info.model == id).then(|| e.info.id.clone())
+    });
+    if let Some(u) = user {
+        return bad(409, format!("model {id:?} is used by entity {u:?}"));
     }
     if s.models.lock().expect("models lock").remove(id).is_none() {
         return bad(404, format!("no model {id:?}"));
@@ -458,6 +462,11 @@ fn get_job(s: &Arc<Service>, r: &mut Req) -> Answer {
 // ----------------------------------------------------------------------------------
 // Entities
 
+/// The live entity `id` (its own lock: ingests of different entities run in parallel).
+fn entity(s: &Service, id: &str) -> Option<Arc<Mutex<Entity>>> {
+    s.entities.read().expect("entities lock").get(id).cloned()
+}
+
 fn entity_json(e: &Entity) -> Value {
     json!({
         "id": e.info.id,
@@ -476,15 +485,15 @@ fn entity_json(e: &Entity) -> Value {
 }
 
 fn list_entities(s: &Arc<Service>, _: &mut Req) -> Answer {
-    let ents = s.entities.lock().expect("entities lock");
-    let mut v: Vec<&Entity> = ents.values().collect();
-    v.sort_by(|a, b| a.info.id.cmp(&b.info.id));
-    ok_json(200, &json!({ "entities": v.iter().map(|e| entity_json(e)).collect::<Vec<_>>() }))
+    let all: Vec<Arc<Mutex<Entity>>> = s.entities.read().expect("entities lock").values().cloned().collect();
+    let mut v: Vec<Value> = all.iter().map(|e| entity_json(&e.lock().expect("entity lock"))).collect();
+    v.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    ok_json(200, &json!({ "entities": v }))
 }
 
 fn get_entity(s: &Arc<Service>, r: &mut Req) -> Answer {
-    match s.entities.lock().expect("entities lock").get(&r.params[0]) {
-        Some(e) => ok_json(200, &entity_json(e)),
+    match entity(s, &r.params[0]) {
+        Some(e) => ok_json(200, &entity_json(&e.lock().expect("entity lock"))),
         None => bad(404, format!("no entity {:?}", r.params[0])),
     }
 }
@@ -515,19 +524,16 @@ fn put_entity(s: &Arc<Service>, r: &mut Req) -> Answer {
             _ => return bad(400, "body: slots must be a positive integer"),
         },
     };
-    let base = match s.models.lock().expect("models lock").get(&model) {
-        Some(m) => m.det.clone(),
+    // The fingerprint was computed once when the model was installed.
+    let (base, fingerprint) = match s.models.lock().expect("models lock").get(&model) {
+        Some(m) => (m.det.clone(), m.info.sha256.clone()),
         None => return bad(404, format!("no model {model:?}")),
     };
-    let mut ents = s.entities.lock().expect("entities lock");
+    let mut ents = s.entities.write().expect("entities lock");
     if ents.contains_key(&id) {
         return bad(409, format!("entity {id:?} exists; delete it first"));
     }
     let cfg = MonitorConfig { policy, slots, cold_start: cold, ..MonitorConfig::default() };
-    let fingerprint = match model_fingerprint(&base) {
-        Ok(f) => f,
-        Err(e) => return bad(500, e.to_string()),
-    };
     let monitor = match Monitor::new_shared(base, fingerprint, cfg) {
         Ok(m) => m,
         Err(e) => return bad(422, e.to_string()),
@@ -553,13 +559,13 @@ fn put_entity(s: &Arc<Service>, r: &mut Req) -> Answer {
     }
     let e = Entity { info, monitor };
     let answer = ok_json(201, &entity_json(&e));
-    ents.insert(id, e);
+    ents.insert(id, Arc::new(Mutex::new(e)));
     answer
 }
 
 fn delete_entity(s: &Arc<Service>, r: &mut Req) -> Answer {
     let id = &r.params[0];
-    let mut ents = s.entities.lock().expect("entities lock");
+    let mut ents = s.entities.write().expect("entities lock");
     if !ents.contains_key(id) {
         return bad(404, format!("no entity {id:?}"));
     }
@@ -666,8 +672,9 @@ fn later(a: &str, b: &str) -> bool {
 
 fn post_points(s: &Arc<Service>, r: &mut Req) -> Answer {
     let id = r.params[0].clone();
-    let mut ents = s.entities.lock().expect("entities lock");
-    let Some(ent) = ents.get_mut(&id) else { return bad(404, format!("no entity {id:?}")) };
+    let Some(shared) = entity(s, &id) else { return bad(404, format!("no entity {id:?}")) };
+    let mut guard = shared.lock().expect("entity lock");
+    let ent = &mut *guard;
     let columns = ent.monitor.columns().to_vec();
     let (rows, ts) = match parse_points(r, &columns) {
         Ok(x) => x,
@@ -739,8 +746,9 @@ fn post_points(s: &Arc<Service>, r: &mut Req) -> Answer {
 /// Runs an operator control on a copy of the monitor; stores its snapshot and events in one
 /// transaction, then swaps it in.
 fn control(s: &Service, id: &str, f: fn(&mut Monitor) -> Result<(), lara_stream::StreamError>) -> Answer {
-    let mut ents = s.entities.lock().expect("entities lock");
-    let Some(ent) = ents.get_mut(id) else { return bad(404, format!("no entity {id:?}")) };
+    let Some(shared) = entity(s, id) else { return bad(404, format!("no entity {id:?}")) };
+    let mut guard = shared.lock().expect("entity lock");
+    let ent = &mut *guard;
     let mut mon = ent.monitor.clone();
     if let Err(e) = f(&mut mon) {
         return bad(409, e.to_string());
@@ -781,8 +789,8 @@ fn post_rollback(s: &Arc<Service>, r: &mut Req) -> Answer {
 }
 
 fn get_versions(s: &Arc<Service>, r: &mut Req) -> Answer {
-    let ents = s.entities.lock().expect("entities lock");
-    let Some(e) = ents.get(&r.params[0]) else { return bad(404, format!("no entity {:?}", r.params[0])) };
+    let Some(shared) = entity(s, &r.params[0]) else { return bad(404, format!("no entity {:?}", r.params[0])) };
+    let e = shared.lock().expect("entity lock");
     let versions: Vec<Value> = e
         .monitor
         .memory()
@@ -812,7 +820,7 @@ fn scored_json(sc: &Scored, ts: Option<&str>) -> Value {
 
 fn stored(s: &Service, r: &Req, only_alarms: bool) -> Result<Vec<Value>, Answer> {
     let id = &r.params[0];
-    if !s.entities.lock().expect("entities lock").contains_key(id) {
+    if entity(s, id).is_none() {
         return Err(bad(404, format!("no entity {id:?}")));
     }
     let from: u64 = r.q_num("from")?.unwrap_or(0);
@@ -851,7 +859,7 @@ fn get_alarms(s: &Arc<Service>, r: &mut Req) -> Answer {
 
 fn get_events(s: &Arc<Service>, r: &mut Req) -> Answer {
     let id = &r.params[0];
-    if !s.entities.lock().expect("entities lock").contains_key(id) {
+    if entity(s, id).is_none() {
         return bad(404, format!("no entity {id:?}"));
     }
     match s.store.events(id, 1_000_000) {

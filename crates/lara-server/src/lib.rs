@@ -16,8 +16,8 @@
 //!
 //! Not built yet (issue 10): `POST /v1/models/{id}/train` from stored history, `POST
 //! /v1/detect`, Prometheus remote-write, Server-Sent Events and webhooks, alarm
-//! explanations, `--config`, `lara bench serve`. One lock
-//! guards all entities (ingests are serialised).
+//! explanations, `--config`, `lara bench serve`. Ingests of
+//! different entities score in parallel; the store serialises their commits (one fsync each).
 //!
 //! Models are shared: an entity created with `{"base": id}` starts on the shared base model
 //! by LARA from its first `slots` rows (cold start) and keeps only its adapter and monitor
@@ -29,7 +29,7 @@ mod store;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use lara_stream::Monitor;
 use lara_vae::Detector;
@@ -121,7 +121,8 @@ pub struct Service {
     pub(crate) token: Option<String>,
     pub(crate) max_body: usize,
     pub(crate) models: Mutex<HashMap<String, LoadedModel>>,
-    pub(crate) entities: Mutex<HashMap<String, Entity>>,
+    /// Each entity behind its own lock: ingests of different entities run in parallel.
+    pub(crate) entities: RwLock<HashMap<String, Arc<Mutex<Entity>>>>,
     pub(crate) jobs: Mutex<HashMap<String, Job>>,
     pub(crate) metrics: Metrics,
     pub(crate) next_id: AtomicU64,
@@ -145,7 +146,7 @@ impl Service {
             let snap = store.snapshot(&id)?.ok_or_else(|| ServerError::Store(format!("entity {id}: no snapshot")))?;
             let base = models.get(&info.model).map(|m: &LoadedModel| m.det.clone());
             let monitor = Monitor::restore(&snap, base).map_err(|e| ServerError::Store(format!("entity {id}: {e}")))?;
-            entities.insert(id, Entity { info, monitor });
+            entities.insert(id, Arc::new(Mutex::new(Entity { info, monitor })));
         }
         tracing::info!(models = models.len(), entities = entities.len(), "store opened");
         Ok(Arc::new(Service {
@@ -153,7 +154,7 @@ impl Service {
             token: cfg.token.clone(),
             max_body: cfg.max_body,
             models: Mutex::new(models),
-            entities: Mutex::new(entities),
+            entities: RwLock::new(entities),
             jobs: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             next_id: AtomicU64::new(1),

@@ -906,6 +906,19 @@ impl Monitor {
     /// Restores a snapshot; `shared_base` is required when the snapshot does not carry its
     /// base model, and must be the same model (checked by SHA-256).
     pub fn restore(bytes: &[u8], shared_base: Option<Arc<Detector>>) -> Result<Monitor, StreamError> {
+        let with_fp = match shared_base {
+            Some(b) => {
+                let fp = model_fingerprint(&b)?;
+                Some((b, fp))
+            }
+            None => None,
+        };
+        Monitor::restore_shared(bytes, with_fp)
+    }
+
+    /// [`Monitor::restore`] with the shared base model's [`model_fingerprint`] computed once
+    /// by the caller (a service restoring thousands of entities on one base model).
+    pub fn restore_shared(bytes: &[u8], shared_base: Option<(Arc<Detector>, String)>) -> Result<Monitor, StreamError> {
         let bad = |d: &str| StreamError::Snapshot(d.to_string());
         if bytes.len() < 16 || &bytes[..8] != SNAPSHOT_MAGIC {
             return Err(bad("not a lara monitor snapshot (bad magic bytes)"));
@@ -920,8 +933,8 @@ impl Monitor {
         } else if s.base_sha256.is_empty() {
             (None, true)
         } else {
-            let b = shared_base.ok_or_else(|| bad("the snapshot needs its shared base model"))?;
-            if model_fingerprint(&b)? != s.base_sha256 {
+            let (b, fp) = shared_base.ok_or_else(|| bad("the snapshot needs its shared base model"))?;
+            if fp != s.base_sha256 {
                 return Err(bad("the given base model is not the one the snapshot was taken with"));
             }
             (Some(b), false)
