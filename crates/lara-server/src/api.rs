@@ -44,7 +44,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/v1/entities/{id}/events", summary: "The monitor's decisions with their evidence", body: "", answer: "application/json: {events: [Event]}", handler: get_events },
     Route { method: "POST", path: "/v1/entities/{id}/adapt", summary: "Adapt now on the newest rows (re-selects a stored pattern that explains them, else LARA); validated on the next rows", body: "", answer: "application/json: {entity, events}", handler: post_adapt },
     Route { method: "POST", path: "/v1/entities/{id}/rollback", summary: "Return to the pattern the latest switch replaced", body: "", answer: "application/json: {entity, events}", handler: post_rollback },
-    Route { method: "GET", path: "/v1/entities/{id}/versions", summary: "The entity's stored patterns (the base model first) and the one scoring now", body: "", answer: "application/json: {current, versions}", handler: get_versions },
+    Route { method: "GET", path: "/v1/entities/{id}/versions", summary: "The pattern scoring now (first) and the stored ones it can return to", body: "", answer: "application/json: {current, versions}", handler: get_versions },
 ];
 
 /// A parsed request.
@@ -793,8 +793,9 @@ fn get_versions(s: &Arc<Service>, r: &mut Req) -> Answer {
     let e = shared.lock().expect("entity lock");
     let versions: Vec<Value> = e
         .monitor
-        .memory()
-        .iter()
+        .current()
+        .into_iter()
+        .chain(e.monitor.memory())
         .map(|p| {
             json!({
                 "pattern": p.id,

@@ -119,6 +119,8 @@ struct Validation {
     exceed: usize,
     /// Segment start of the model that was replaced (restored on a roll-back).
     old_seg_start: u64,
+    /// The new model is a re-selected stored pattern (kept stored if it fails).
+    reselected: bool,
 }
 
 /// The monitor's whole state except the base model (plain data; serialized by
@@ -133,8 +135,10 @@ pub struct MonitorState {
     pub state: State,
     pub version: u32,
     pub current: Option<Pattern>,
-    previous: Option<Pattern>,
-    /// Validated earlier patterns (the base model's first).
+    /// During validation: the id of the pattern the switch replaced (kept in `memory`).
+    previous: Option<u32>,
+    /// Validated patterns other than the current one (the base model's first while it is
+    /// not current): each pattern is stored once.
     pub memory: Vec<Pattern>,
     /// The newest raw rows (row-major), `history_start` = index of the first.
     history: VecDeque<f32>,
@@ -153,7 +157,7 @@ pub struct MonitorState {
     /// The pattern (and its segment start) the latest switch replaced: what an operator's
     /// roll-back returns to.
     #[serde(default)]
-    rollback_point: Option<(Pattern, u64)>,
+    rollback_point: Option<(u32, u64)>,
     last_retrain: u64,
 }
 
@@ -239,8 +243,7 @@ impl Monitor {
         let mut s = MonitorState::fresh(config, model.meta.columns.clone(), state, model.causal_smooth());
         s.base_sha256 = fingerprint;
         s.version = 1;
-        s.current = Some(base_pattern.clone());
-        s.memory = vec![base_pattern];
+        s.current = Some(base_pattern);
         Ok(Monitor { base: Some(model), own_base: false, s, events: Vec::new(), warmup_scores: Vec::new() })
     }
 
@@ -291,7 +294,8 @@ impl Monitor {
     pub fn current(&self) -> Option<&Pattern> {
         self.s.current.as_ref()
     }
-    /// The pattern memory (the base model first).
+    /// The pattern memory: validated patterns other than the current one (the base model
+    /// first while it is not current).
     pub fn memory(&self) -> &[Pattern] {
         &self.s.memory
     }
@@ -464,7 +468,7 @@ impl Monitor {
         let n = rows.len();
         let cur = self.s.current.clone().expect("a model exists");
         let raw = self.view(&cur).score_windows_last_step(&windows, n)?;
-        let raw_old = match (&self.s.validation, &self.s.previous) {
+        let raw_old = match (&self.s.validation, self.s.previous.and_then(|id| self.stored(id))) {
             (Some(_), Some(p)) => Some(self.view(p).score_windows_last_step(&windows, n)?),
             _ => None,
         };
@@ -668,8 +672,13 @@ impl Monitor {
             (p, "adapt", mean, d)
         };
         let old_seg = self.s.seg_start;
-        self.s.rollback_point = Some((cur.clone(), old_seg));
-        self.s.previous = Some(cur);
+        let reselected = kind == "reselect";
+        if reselected {
+            self.s.memory.retain(|p| p.id != next.id);
+        }
+        self.s.rollback_point = Some((cur.id, old_seg));
+        self.s.previous = Some(cur.id);
+        self.remember(cur);
         self.s.current = Some(next);
         self.s.version += 1;
         self.s.seg_start = a;
@@ -677,7 +686,8 @@ impl Monitor {
         self.s.cusum = Cusum { s: 0.0, start: t + 1 };
         self.s.change_start = None;
         self.s.state = State::Adapted;
-        self.s.validation = Some(Validation { rows: 0, sum_new: 0.0, sum_old: 0.0, exceed: 0, old_seg_start: old_seg });
+        self.s.validation =
+            Some(Validation { rows: 0, sum_new: 0.0, sum_old: 0.0, exceed: 0, old_seg_start: old_seg, reselected });
         let e = self.event(t, kind, detail);
         e.rows = Some([a, t]);
         e.nll_before = Some(nll_before);
@@ -693,14 +703,6 @@ impl Monitor {
         let exc = v.exceed as f64 / v.rows as f64;
         let first = t + 1 - v.rows as u64;
         if new < old && exc <= cfg.validate_max_exceed {
-            let cur = self.s.current.clone().expect("a model exists");
-            if !self.s.memory.iter().any(|p| p.id == cur.id) {
-                // Keep the base model (first) and the newest `memory` adapters.
-                self.s.memory.push(cur);
-                while self.s.memory.len() > self.s.config.memory + 1 {
-                    self.s.memory.remove(1);
-                }
-            }
             self.s.previous = None;
             self.s.rollbacks_in_a_row = 0;
             self.s.state = State::Normal;
@@ -710,9 +712,14 @@ impl Monitor {
             e.nll_after = Some(new);
             false
         } else {
-            let prev = self.s.previous.take().expect("a rollback point");
+            let prev_id = self.s.previous.take().expect("a rollback point");
             self.s.rollback_point = None;
-            self.s.current = Some(prev);
+            let failed = self.s.current.take().expect("a model exists");
+            if v.reselected {
+                // A stored pattern that did not fit this time stays stored.
+                self.remember(failed);
+            }
+            self.s.current = self.take_stored(prev_id);
             self.s.version += 1;
             self.s.seg_start = v.old_seg_start;
             self.s.smoother.reset();
@@ -732,6 +739,35 @@ impl Monitor {
             e.nll_before = Some(old);
             e.nll_after = Some(new);
             true
+        }
+    }
+
+    /// A stored pattern by id.
+    fn stored(&self, id: u32) -> Option<&Pattern> {
+        self.s.memory.iter().find(|p| p.id == id)
+    }
+
+    /// Removes a stored pattern and returns it.
+    fn take_stored(&mut self, id: u32) -> Option<Pattern> {
+        let i = self.s.memory.iter().position(|p| p.id == id)?;
+        Some(self.s.memory.remove(i))
+    }
+
+    /// Stores a pattern being replaced: the base model (no adapter) is always kept, and
+    /// the newest `memory` adapted patterns.
+    fn remember(&mut self, p: Pattern) {
+        if self.s.memory.iter().any(|q| q.id == p.id) {
+            return;
+        }
+        self.s.memory.push(p);
+        let limit = self.s.config.memory;
+        // The pattern a running validation may return to is never evicted.
+        let keep = self.s.previous;
+        while self.s.memory.iter().filter(|q| q.adaptation.is_some()).count() > limit {
+            let Some(i) = self.s.memory.iter().position(|q| q.adaptation.is_some() && Some(q.id) != keep) else {
+                break;
+            };
+            self.s.memory.remove(i);
         }
     }
 
@@ -760,11 +796,23 @@ impl Monitor {
 
     /// Returns to the pattern the latest switch replaced (an operator's roll-back).
     pub fn rollback(&mut self) -> Result<(), StreamError> {
-        let Some((p, seg)) = self.s.rollback_point.take() else {
+        let Some((id, seg)) = self.s.rollback_point else {
             return Err(StreamError::Config("nothing to roll back to: no switch since the start".into()));
         };
-        let t = self.s.rows_seen.saturating_sub(1);
+        if self.stored(id).is_none() {
+            return Err(StreamError::Config(format!("pattern {id} is no longer stored")));
+        }
+        self.s.rollback_point = None;
+        let p = self.take_stored(id).expect("checked above");
         let from = self.s.current.as_ref().map(|c| c.id).unwrap_or(0);
+        if let Some(cur) = self.s.current.take() {
+            // A validated (or re-selected) pattern stays stored; a fresh, unvalidated
+            // adaptation is dropped.
+            if self.s.validation.as_ref().is_none_or(|v| v.reselected) {
+                self.remember(cur);
+            }
+        }
+        let t = self.s.rows_seen.saturating_sub(1);
         let to = p.id;
         self.s.current = Some(p);
         self.s.previous = None;
@@ -810,9 +858,10 @@ impl Monitor {
         let p = Pattern { id: self.s.version, adaptation: None, online, fitted_rows: None };
         self.s.base_sha256 = model_fingerprint(&det)?;
         self.s.smoother = TrailingMean::new(det.causal_smooth(), self.m());
-        self.s.current = Some(p.clone());
+        self.s.current = Some(p);
         self.s.previous = None;
-        self.s.memory = vec![p];
+        self.s.rollback_point = None;
+        self.s.memory = Vec::new();
         self.s.validation = None;
         self.s.cusum = Cusum { s: 0.0, start: t + 1 };
         self.s.change_start = None;

@@ -17,7 +17,7 @@ use super::pot::pot;
 use super::{check_scores, ThresholdError};
 
 /// Most order statistics kept in the sketch.
-pub const SKETCH_POINTS: usize = 257;
+pub const SKETCH_POINTS: usize = 65;
 
 /// See the module docs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
