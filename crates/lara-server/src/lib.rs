@@ -16,7 +16,7 @@
 //!
 //! Not built yet (issue 10): `POST /v1/models/{id}/train` from stored history, `POST
 //! /v1/detect`, Prometheus remote-write, Server-Sent Events and webhooks, alarm
-//! explanations, `--config`, `lara bench serve`. Ingests of
+//! explanations, `--config`. Ingests of
 //! different entities score in parallel; the store serialises their commits (one fsync each).
 //!
 //! Models are shared: an entity created with `{"base": id}` starts on the shared base model
