@@ -702,10 +702,6 @@ fn post_points(s: &Arc<Service>, r: &mut Req) -> Answer {
         Err(e) => return bad(400, e.to_string()),
     };
     let events = mon.drain_events();
-    let snap = match mon.snapshot() {
-        Ok(b) => b,
-        Err(e) => return bad(500, e.to_string()),
-    };
     let mut info = ent.info.clone();
     let out: Vec<Value> =
         results.iter().enumerate().map(|(i, sc)| scored_json(sc, ts.as_ref().map(|t| t[i].as_str()))).collect();
@@ -718,29 +714,46 @@ fn post_points(s: &Arc<Service>, r: &mut Req) -> Answer {
     if let Some(ts) = &ts {
         info.last_timestamp = ts.last().cloned();
     }
-    let first_event = info.events;
-    info.events += events.len() as u64;
-    let write = IngestWrite {
-        entity: &id,
-        meta: &serde_json::to_vec(&info).unwrap_or_default(),
-        snapshot: &snap,
-        results: results.iter().zip(&out).map(|(sc, v)| (sc.row, serde_json::to_vec(v).unwrap_or_default())).collect(),
-        events: events
-            .iter()
-            .enumerate()
-            .map(|(k, e)| (first_event + k as u64, serde_json::to_vec(e).unwrap_or_default()))
-            .collect(),
-    };
-    if let Err(e) = s.store.ingest(write) {
-        return bad(500, format!("not stored, nothing changed: {e}"));
+    let stored: Vec<(u64, Vec<u8>)> =
+        results.iter().zip(&out).map(|(sc, v)| (sc.row, serde_json::to_vec(v).unwrap_or_default())).collect();
+    if let Err(a) = commit(s, ent, mon, info, stored, &events) {
+        return a;
     }
-    ent.monitor = mon;
-    ent.info = info;
     s.metrics.rows.fetch_add(results.len() as u64, Ordering::Relaxed);
     s.metrics.alarms.fetch_add(alarms, Ordering::Relaxed);
     let adapted = events.iter().filter(|e| e.kind == "adapt" || e.kind == "reselect").count() as u64;
     s.metrics.adaptations.fetch_add(adapted, Ordering::Relaxed);
     ok_json(200, &json!({ "results": out }))
+}
+
+/// Stores the new monitor's snapshot, the entity's description, `results` and `events` in one
+/// transaction, then swaps the new monitor in (nothing changes when the store fails).
+fn commit(
+    s: &Service,
+    ent: &mut Entity,
+    mon: Monitor,
+    mut info: EntityInfo,
+    results: Vec<(u64, Vec<u8>)>,
+    events: &[lara_stream::Event],
+) -> Result<(), Answer> {
+    let snap = mon.snapshot().map_err(|e| bad(500, e.to_string()))?;
+    let first = info.events;
+    info.events += events.len() as u64;
+    let write = IngestWrite {
+        entity: &info.id,
+        meta: &serde_json::to_vec(&info).unwrap_or_default(),
+        snapshot: &snap,
+        results,
+        events: events
+            .iter()
+            .enumerate()
+            .map(|(k, e)| (first + k as u64, serde_json::to_vec(e).unwrap_or_default()))
+            .collect(),
+    };
+    s.store.ingest(write).map_err(|e| bad(500, format!("not stored, nothing changed: {e}")))?;
+    ent.monitor = mon;
+    ent.info = info;
+    Ok(())
 }
 
 /// Runs an operator control on a copy of the monitor; stores its snapshot and events in one
@@ -754,29 +767,10 @@ fn control(s: &Service, id: &str, f: fn(&mut Monitor) -> Result<(), lara_stream:
         return bad(409, e.to_string());
     }
     let events = mon.drain_events();
-    let snap = match mon.snapshot() {
-        Ok(b) => b,
-        Err(e) => return bad(500, e.to_string()),
-    };
-    let mut info = ent.info.clone();
-    let first = info.events;
-    info.events += events.len() as u64;
-    let write = IngestWrite {
-        entity: id,
-        meta: &serde_json::to_vec(&info).unwrap_or_default(),
-        snapshot: &snap,
-        results: Vec::new(),
-        events: events
-            .iter()
-            .enumerate()
-            .map(|(k, e)| (first + k as u64, serde_json::to_vec(e).unwrap_or_default()))
-            .collect(),
-    };
-    if let Err(e) = s.store.ingest(write) {
-        return bad(500, format!("not stored, nothing changed: {e}"));
+    let info = ent.info.clone();
+    if let Err(a) = commit(s, ent, mon, info, Vec::new(), &events) {
+        return a;
     }
-    ent.monitor = mon;
-    ent.info = info;
     ok_json(200, &json!({ "entity": entity_json(ent), "events": events }))
 }
 
