@@ -1,6 +1,6 @@
 //! LARA (Chen et al., WWW 2024): adapt a frozen VAE detector to a new normal pattern from a
 //! few windows, without retraining it. The method and its open questions are in
-//! `/work/shared/docs/lara.md` ("the digest"; section numbers below refer to it).
+//! `../shared/docs/lara.md` ("the digest"; section numbers below refer to it).
 //!
 //! # Pipeline
 //!
