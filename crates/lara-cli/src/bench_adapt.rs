@@ -5,7 +5,7 @@
 use crate::adapt_cmds::head;
 use crate::alloc_meter::measure_peak;
 use crate::eval::{estimated_window, OutputFormat};
-use crate::report::table;
+use crate::report::{mean, median, table};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use lara_adapt::AdaptConfig;
@@ -345,19 +345,6 @@ struct SummaryRow {
     max_peak_heap_bytes: Option<usize>,
 }
 
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
-}
-
 fn summarise(outcomes: &[Outcome]) -> Vec<SummaryRow> {
     let mut keys: Vec<(String, String, Option<usize>)> = Vec::new();
     for o in outcomes {
@@ -374,8 +361,8 @@ fn summarise(outcomes: &[Outcome]) -> Vec<SummaryRow> {
             SummaryRow {
                 cases: rows.len(),
                 not_applicable: rows.len() - ok.len(),
-                vus_pr: mean(&ok.iter().filter_map(|o| o.vus_pr).collect::<Vec<_>>()),
-                pa_f1: mean(&ok.iter().filter_map(|o| o.pa_f1).collect::<Vec<_>>()),
+                vus_pr: mean(ok.iter().filter_map(|o| o.vus_pr)),
+                pa_f1: mean(ok.iter().filter_map(|o| o.pa_f1)),
                 median_seconds: median(ok.iter().filter_map(|o| o.seconds).collect()),
                 max_peak_heap_bytes: ok.iter().filter_map(|o| o.peak_heap_bytes).max(),
                 scenario,

@@ -3,7 +3,7 @@
 //! micro-benchmarks.
 
 use crate::eval::{estimated_window, OutputFormat};
-use crate::report::table;
+use crate::report::{fmt3, table};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use lara_core::{read_csv, CsvOptions};
@@ -224,7 +224,6 @@ fn group_summary(results: &[FileResult], peers: &PeerResults) -> Vec<GroupRow> {
 }
 
 fn print_tables(results: &[FileResult], peers: &PeerResults, peak: Option<f64>, micro: Option<&Micro>) {
-    let f3 = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
     let omni = peers.get("OmniAnomaly");
     let rows: Vec<Vec<String>> = results
         .iter()
@@ -232,10 +231,10 @@ fn print_tables(results: &[FileResult], peers: &PeerResults, peak: Option<f64>, 
             let o = omni.and_then(|p| p.get(&r.file)).and_then(|v| v["seconds"].as_f64());
             vec![
                 r.file.clone(),
-                f3(r.metrics["VUS-PR"]),
-                f3(r.metrics["AUC-PR"]),
-                f3(r.metrics["PA-F1"]),
-                f3(r.metrics["Affiliation-F"]),
+                fmt3(r.metrics["VUS-PR"]),
+                fmt3(r.metrics["AUC-PR"]),
+                fmt3(r.metrics["PA-F1"]),
+                fmt3(r.metrics["Affiliation-F"]),
                 format!("{:.2}", r.seconds),
                 o.map(|o| format!("{o:.1}")).unwrap_or_else(|| "-".into()),
                 o.map(|o| format!("{:.1}", o / r.seconds)).unwrap_or_else(|| "-".into()),

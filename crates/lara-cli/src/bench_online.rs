@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::eval::{estimated_window, OutputFormat};
 use crate::replay_cmds::monitor_config;
-use crate::report::table;
+use crate::report::{fmt3, mean, median, table};
 
 const BENCH_ONLINE_HELP: &str = "\
 Per file: the first N rows (N from the file name) are the warm-up: the monitor trains on them
@@ -134,31 +134,17 @@ struct FileResult {
     train_s: f64,
 }
 
-/// Labelled segments `[a, b)` starting at or after `from`.
-fn segments(labels: &[u8], from: usize) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut t = from;
-    while t < labels.len() {
-        if labels[t] == 1 {
-            let a = t;
-            while t < labels.len() && labels[t] == 1 {
-                t += 1;
-            }
-            out.push((a, t));
-        } else {
-            t += 1;
-        }
-    }
-    out
+/// Runs `[a, b)` of `mask` on rows `from..` (`lara_metrics::runs`, end made exclusive).
+fn runs_from(mask: impl Iterator<Item = bool>, from: usize) -> Vec<(usize, usize)> {
+    lara_metrics::runs(mask.skip(from)).into_iter().map(|(a, b)| (a + from, b + from + 1)).collect()
 }
 
 /// Event-level recall and precision and the unlabelled alarm rate on rows `from..`.
 fn alarm_quality(labels: &[u8], alarms: &[bool], from: usize) -> (Option<f64>, Option<f64>, Option<f64>) {
-    let segs = segments(labels, from);
+    let segs = runs_from(labels.iter().map(|&l| l == 1), from);
     let recall = (!segs.is_empty())
         .then(|| segs.iter().filter(|&&(a, b)| alarms[a..b].iter().any(|&x| x)).count() as f64 / segs.len() as f64);
-    let as_u8: Vec<u8> = alarms.iter().map(|&a| a as u8).collect();
-    let episodes = segments(&as_u8, from);
+    let episodes = runs_from(alarms.iter().copied(), from);
     let precision = (!episodes.is_empty())
         .then(|| episodes.iter().filter(|&&(a, b)| labels[a..b].contains(&1)).count() as f64 / episodes.len() as f64);
     let (mut fa, mut n0) = (0usize, 0usize);
@@ -306,24 +292,6 @@ fn load_peer(path: &Path) -> PeerScores {
     out
 }
 
-fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
-    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    (n > 0).then(|| s / n as f64)
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let k = v.len();
-    Some(if k % 2 == 1 { v[k / 2] } else { 0.5 * (v[k / 2 - 1] + v[k / 2]) })
-}
-
-fn f3(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into())
-}
-
 pub fn run(args: &OnlineBenchArgs) -> Result<()> {
     if args.speed_only {
         let _ = lara_vae::init_threads(1);
@@ -443,10 +411,10 @@ fn print_summary(results: &[FileResult], peers: &[(String, PeerScores)], args: &
                     g.clone(),
                     method.clone(),
                     rs.len().to_string(),
-                    f3(mean(rs.iter().filter_map(|r| r.vus_pr))),
-                    f3(mean(rs.iter().filter_map(|r| r.auc_pr))),
-                    f3(mean(rs.iter().filter_map(|r| r.event_precision))),
-                    f3(mean(rs.iter().filter_map(|r| r.event_recall))),
+                    fmt3(mean(rs.iter().filter_map(|r| r.vus_pr))),
+                    fmt3(mean(rs.iter().filter_map(|r| r.auc_pr))),
+                    fmt3(mean(rs.iter().filter_map(|r| r.event_precision))),
+                    fmt3(mean(rs.iter().filter_map(|r| r.event_recall))),
                     format!("{:.2}", 100.0 * mean(rates.iter().copied()).unwrap_or(0.0)),
                     format!("{:.2}", 100.0 * median(rates).unwrap_or(0.0)),
                     format!("{:.2}", rs.iter().map(|r| r.adaptations).sum::<usize>() as f64 / rs.len() as f64),
@@ -464,8 +432,8 @@ fn print_summary(results: &[FileResult], peers: &[(String, PeerScores)], args: &
                     g.clone(),
                     name.clone(),
                     v.len().to_string(),
-                    f3(mean(v.iter().map(|x| x.0))),
-                    f3(mean(v.iter().map(|x| x.1))),
+                    fmt3(mean(v.iter().map(|x| x.0))),
+                    fmt3(mean(v.iter().map(|x| x.1))),
                     "-".into(),
                     "-".into(),
                     "-".into(),

@@ -3,7 +3,7 @@
 use crate::bench::difference_score;
 use crate::eval::estimated_window;
 use crate::plot::{write_detection_plot, DetectionPlot, LEGEND};
-use crate::report::{fmt_opt, table};
+use crate::report::{fmt3, fmt_opt, table};
 use crate::vae_cmds::{training_progress, write_detection_csv};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -150,8 +150,8 @@ fn online(args: &DemoArgs) -> Result<()> {
             format!("{:.1} %", 100.0 * false_alarms as f64 / unlabelled.len().max(1) as f64),
             format!("{caught} of {}", segs.len()),
             format!("{}", count("adapt") + count("reselect")),
-            m.vus_pr.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()),
-            m.auc_pr.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()),
+            fmt3(m.vus_pr),
+            fmt3(m.auc_pr),
             format!("{:.0}", series.n_rows as f64 / r.seconds.max(1e-9)),
         ]);
         if policy == Policy::Adapt {

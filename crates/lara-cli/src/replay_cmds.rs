@@ -196,7 +196,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             let first: Vec<f64> = (0..series.n_rows).map(|t| series.values[t * series.n_cols()] as f64).collect();
             let w = lara_core::find_length_rank(&first);
             if let Ok(mt) = lara_metrics::evaluate(labels, &scores, w) {
-                let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into());
+                let f = crate::report::fmt3;
                 println!("labels present (metric window {w}): VUS-PR {}  AUC-PR {}", f(mt.vus_pr), f(mt.auc_pr));
             }
         }

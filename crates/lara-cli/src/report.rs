@@ -8,6 +8,27 @@ pub fn fmt_opt(v: Option<f64>) -> String {
     }
 }
 
+/// Formats an optional metric value for summary tables: 3 decimals, or `n/a`.
+pub fn fmt3(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into())
+}
+
+/// Mean of the values (`None` when there are none).
+pub fn mean(v: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (s, n) = v.into_iter().fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| s / n as f64)
+}
+
+/// Median of the values (mean of the two middle ones for an even count; `None` when empty).
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
 /// Renders rows as a left-aligned text table with a header rule.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

@@ -1,18 +1,10 @@
 //! `lara replay` and `lara adapt --slots 40` end to end, driving the real binary.
 
 use std::path::Path;
-use std::process::Output;
 
 mod common;
 
-use common::{lara, shared, tmp_dir};
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-const FILE: &str = "data/tsbad/081_NAB_id_28_WebService_tr_246_1st_340.csv";
+use common::{lara, ok, shared, tmp_dir, train_small, FILE};
 
 /// Warm-up from the file name, one output row per input row with the contract's columns,
 /// events as JSON lines, and the same bytes for any push size.
@@ -175,21 +167,7 @@ fn replay_rejects_bad_input_clearly() {
 fn causal_detect_equals_a_static_replay() {
     let dir = tmp_dir("causal");
     let data = shared().join(FILE);
-    let model = dir.join("m.lara");
-    ok(
-        &lara(&[
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--window",
-            "24",
-            "--max-steps",
-            "40",
-        ]),
-        "train",
-    );
+    let model = train_small(&dir);
     let det = dir.join("d.csv");
     ok(
         &lara(&[

@@ -1,14 +1,14 @@
 //! `lara serve` end to end: the real binary on a free port, its embedded store on disk.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
 mod common;
 
-use common::{lara, shared, tmp_dir};
+use common::{lara, shared, tmp_dir, train_small as train, FILE};
 
 /// A running `lara serve`; killed (SIGKILL) when dropped.
 struct Server {
@@ -74,25 +74,6 @@ fn call(method: &str, url: &str, ct: &str, body: &[u8], token: Option<&str>) -> 
 
 fn js(b: &[u8]) -> Value {
     serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
-}
-
-const FILE: &str = "data/tsbad/081_NAB_id_28_WebService_tr_246_1st_340.csv";
-
-fn train(dir: &Path) -> PathBuf {
-    let model = dir.join("m.lara");
-    let out = lara(&[
-        "train",
-        "--data",
-        shared().join(FILE).to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--window",
-        "24",
-        "--max-steps",
-        "40",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    model
 }
 
 /// The file's values as rows.

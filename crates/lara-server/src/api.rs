@@ -139,6 +139,11 @@ pub fn handle(service: &Arc<Service>, mut request: Request) {
     let _ = request.respond(resp);
 }
 
+/// The value of header `name` ("" when absent).
+fn header(request: &Request, name: &'static str) -> String {
+    request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string()).unwrap_or_default()
+}
+
 fn route(service: &Arc<Service>, request: &mut Request) -> Answer {
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
@@ -151,13 +156,7 @@ fn route(service: &Arc<Service>, request: &mut Request) -> Answer {
         })
         .collect();
     if let Some(t) = &service.token {
-        let got = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .map(|h| h.value.as_str().to_string())
-            .unwrap_or_default();
-        if got != format!("Bearer {t}") {
+        if header(request, "Authorization") != format!("Bearer {t}") {
             return bad(401, "missing or wrong bearer token (Authorization: Bearer <token>)");
         }
     }
@@ -169,12 +168,7 @@ fn route(service: &Arc<Service>, request: &mut Request) -> Answer {
         if r.method != method {
             continue;
         }
-        let content_type = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Content-Type"))
-            .map(|h| h.value.as_str().to_ascii_lowercase())
-            .unwrap_or_default();
+        let content_type = header(request, "Content-Type").to_ascii_lowercase();
         if let Some(len) = request.body_length() {
             if len > service.max_body {
                 return bad(

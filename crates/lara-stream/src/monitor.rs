@@ -423,11 +423,16 @@ impl Monitor {
         }
     }
 
-    /// Raw rows `[a, b)` (absolute indices, inside the history), scaled by the base scaler.
-    fn scaled_history(&self, a: u64, b: u64) -> Vec<f32> {
+    /// Raw rows `[a, b)` (absolute indices, inside the history), row-major.
+    fn history_rows(&self, a: u64, b: u64) -> Vec<f32> {
         let m = self.m();
         let (i, k) = ((a - self.s.history_start) as usize * m, (b - self.s.history_start) as usize * m);
-        let mut v: Vec<f32> = self.s.history.range(i..k).copied().collect();
+        self.s.history.range(i..k).copied().collect()
+    }
+
+    /// Rows `[a, b)` of the history, scaled by the base scaler.
+    fn scaled_history(&self, a: u64, b: u64) -> Vec<f32> {
+        let mut v = self.history_rows(a, b);
         if let Some(base) = &self.base {
             base.meta.scaler.transform(&mut v);
         }
@@ -435,14 +440,7 @@ impl Monitor {
     }
 
     fn view<'a>(&'a self, p: &'a Pattern) -> ModelView<'a> {
-        let base = self.base.as_ref().expect("a model exists");
-        ModelView::with_adaptation(
-            &base.vae,
-            p.adaptation.as_ref(),
-            base.meta.options.score_kind,
-            base.meta.options.contrib_knee,
-            base.causal_steps(),
-        )
+        self.base.as_ref().expect("a model exists").view_with(p.adaptation.as_ref())
     }
 
     /// Scaled windows ending at each of `new` (raw rows following the history), cut at
@@ -473,10 +471,10 @@ impl Monitor {
             _ => None,
         };
         let mut mean_c = vec![0.0f32; m];
+        let threshold = self.alarm_threshold(&cur);
         for i in 0..n {
             let r = raw.score[i];
             let score = self.s.smoother.push(r, &raw.contrib[i * m..(i + 1) * m], &mut mean_c);
-            let threshold = self.alarm_threshold(&cur);
             let p_anomaly = cur.online.score.p_anomaly(score);
             let version = self.s.version;
             self.push_history(rows[i].as_ref());
@@ -643,15 +641,17 @@ impl Monitor {
             (p, "reselect", mean, d)
         } else {
             let base = self.base.as_ref().expect("a model exists");
-            let mut det = (**base).clone();
-            det.meta.adaptation = cur.adaptation.clone();
-            if let Some(lv) = cur.adaptation.as_ref().and_then(|ad| ad.adapter.output_log_var.clone()) {
-                det.vae.set_obs_logvar(lv);
-            }
-            det.meta.online = Some(cur.online.clone());
             let scaled = self.scaled_history(a, t + 1);
-            let adapted = match det.adapt_scaled(&scaled, rows as usize, &cfg.adapt, None) {
-                Ok((d, _)) => d,
+            let adapted = base.adapt_pattern(
+                cur.adaptation.as_ref(),
+                Some(&cur.online),
+                &scaled,
+                rows as usize,
+                &cfg.adapt,
+                None,
+            );
+            let (adaptation, online) = match adapted {
+                Ok(x) => x,
                 Err(e) => {
                     // LARA could not fit (e.g. constant rows): stay, and say why.
                     self.s.state = State::Normal;
@@ -663,8 +663,8 @@ impl Monitor {
             };
             let p = Pattern {
                 id: self.s.version + 1,
-                adaptation: adapted.meta.adaptation.clone(),
-                online: adapted.meta.online.clone().unwrap_or_else(|| cur.online.clone()),
+                adaptation: Some(adaptation),
+                online: online.unwrap_or_else(|| cur.online.clone()),
                 fitted_rows: Some([a, t]),
             };
             let (mean, _) = self.evaluate(&p, a, t, k)?;
@@ -838,9 +838,7 @@ impl Monitor {
 
     /// Trains a detector on raw history rows `[a, b)`.
     fn train_on(&self, a: u64, b: u64) -> Result<Detector, StreamError> {
-        let m = self.m();
-        let (i, k) = ((a - self.s.history_start) as usize * m, (b - self.s.history_start) as usize * m);
-        let values: Vec<f32> = self.s.history.range(i..k).copied().collect();
+        let values = self.history_rows(a, b);
         let n = (b - a) as usize;
         let series = Series::new(values, n, self.s.columns.clone(), None, None, n)
             .map_err(|e| StreamError::Config(format!("training rows: {e}")))?;
@@ -875,7 +873,8 @@ impl Monitor {
         let n = self.s.rows_seen;
         let det = self.train_on(self.s.history_start, n)?;
         // Score the warm-up rows with the model trained on them (one segment from row 0).
-        let scaled = self.scaled_history_with(&det, self.s.history_start, n);
+        let mut scaled = self.history_rows(self.s.history_start, n);
+        det.meta.scaler.transform(&mut scaled);
         let cs = {
             let mut tm = TrailingMean::new(det.causal_smooth(), self.m());
             let cs = det.score_causal_scaled_with(&scaled, (n - self.s.history_start) as usize, &mut tm)?;
@@ -885,8 +884,8 @@ impl Monitor {
             cs
         };
         let cur = self.s.current.clone().expect("installed");
+        let thr = self.alarm_threshold(&cur);
         for (i, &score) in cs.score.iter().enumerate() {
-            let thr = self.alarm_threshold(&cur);
             self.warmup_scores.push(Scored {
                 row: self.s.history_start + i as u64,
                 score,
@@ -903,14 +902,6 @@ impl Monitor {
         e.rows = Some([0, n - 1]);
         e.elapsed_ms = timer.elapsed().as_secs_f64() * 1e3;
         Ok(())
-    }
-
-    fn scaled_history_with(&self, det: &Detector, a: u64, b: u64) -> Vec<f32> {
-        let m = self.m();
-        let (i, k) = ((a - self.s.history_start) as usize * m, (b - self.s.history_start) as usize * m);
-        let mut v: Vec<f32> = self.s.history.range(i..k).copied().collect();
-        det.meta.scaler.transform(&mut v);
-        v
     }
 
     fn retrain(&mut self, t: u64) -> Result<bool, StreamError> {

@@ -19,6 +19,34 @@ use crate::detector::{fit_threshold, Detector, ThresholdInfo};
 use crate::vae::Vae;
 use crate::VaeError;
 
+/// The frozen VAE scoring with another decoder log-variance (an adapted pattern's), without
+/// copying its weights.
+struct WithLogVar<'a> {
+    vae: &'a Vae,
+    log_var: &'a [f32],
+}
+
+impl FrozenVae for WithLogVar<'_> {
+    fn window_len(&self) -> usize {
+        self.vae.window()
+    }
+    fn n_features(&self) -> usize {
+        Vae::n_features(self.vae)
+    }
+    fn latent_dim(&self) -> usize {
+        self.vae.latent()
+    }
+    fn encode(&self, windows: &[f32], n: usize) -> (Vec<f32>, Vec<f32>) {
+        Vae::encode(self.vae, windows, n)
+    }
+    fn decode_mean(&self, z: &[f32], n: usize) -> Vec<f32> {
+        Vae::decode_mean(self.vae, z, n)
+    }
+    fn output_log_var(&self) -> &[f32] {
+        self.log_var
+    }
+}
+
 impl FrozenVae for Vae {
     fn window_len(&self) -> usize {
         self.window()
@@ -114,6 +142,57 @@ impl Detector {
         self.adapt_scaled(&scaled, new.n_rows, cfg, parent)
     }
 
+    /// The LARA step of [`Detector::adapt_scaled`] for `current` (an adaptation of this
+    /// detector's frozen VAE, or none) without copying the VAE: the new [`Adaptation`] (chained
+    /// on `current`'s adapter) and `online` moved by the change of the NLL constant (module
+    /// docs of `causal`). An online monitor keeps many patterns on one shared base model and
+    /// adapts them this way. The ruminate likelihood uses `current`'s variance, as an adapted
+    /// detector's VAE carries it.
+    pub fn adapt_pattern(
+        &self,
+        current: Option<&Adaptation>,
+        online: Option<&crate::causal::OnlineCalibration>,
+        scaled: &[f32],
+        n_rows: usize,
+        cfg: &AdaptConfig,
+        parent: Option<ParentRef>,
+    ) -> Result<(Adaptation, Option<crate::causal::OnlineCalibration>), VaeError> {
+        let m = self.vae.n_features();
+        let w = self.vae.window();
+        if n_rows == 0 || scaled.len() != n_rows * m {
+            return Err(VaeError::Invalid(format!("adaptation needs at least one row of {m} values")));
+        }
+        if let Some(i) = scaled.iter().position(|v| !v.is_finite()) {
+            return Err(VaeError::Invalid(format!("non-finite value at row {}, column {}", i / m + 1, i % m + 1)));
+        }
+        let padded;
+        let rows: &[f32] = if n_rows < w {
+            padded = crate::score::left_pad(scaled, m, w);
+            &padded
+        } else {
+            scaled
+        };
+        let old_lv = crate::causal::pattern_log_var(&self.vae, current);
+        let frozen = WithLogVar { vae: &self.vae, log_var: old_lv };
+        let previous = current.map(|a| &a.adapter);
+        let (adapter, report) = lara_adapt::adapt_rows(&frozen, previous, rows, m, cfg)
+            .map_err(|e| VaeError::Invalid(format!("adaptation: {e}")))?;
+        let base_threshold = match current {
+            Some(a) => a.base_threshold.clone(),
+            None => self.meta.threshold.clone(),
+        };
+        let new_lv = match &adapter.output_log_var {
+            Some(lv) if lv.len() == old_lv.len() => lv.as_slice(),
+            _ => old_lv,
+        };
+        let online = match self.meta.options.score_kind {
+            crate::ScoreKind::Nll => online.map(|o| o.shifted(nll_constant(new_lv) - nll_constant(old_lv))),
+            crate::ScoreKind::Sse => online.cloned(),
+        };
+        let adaptation = Adaptation { adapter, config: *cfg, report, rows: n_rows, parent, base_threshold };
+        Ok((adaptation, online))
+    }
+
     /// [`Detector::adapt`] on rows already scaled by the model's scaler (`n_rows × m`).
     /// Fewer rows than one window are left-padded with the first row (the padding the
     /// scorers use at the start of a series or segment), so a default model (window 100)
@@ -126,49 +205,20 @@ impl Detector {
         cfg: &AdaptConfig,
         parent: Option<ParentRef>,
     ) -> Result<(Detector, AdaptReport), VaeError> {
-        let m = self.vae.n_features();
-        let w = self.vae.window();
-        if n_rows == 0 || scaled.len() != n_rows * m {
-            return Err(VaeError::Invalid(format!("adaptation needs at least one row of {m} values")));
-        }
-        if let Some(i) = scaled.iter().position(|v| !v.is_finite()) {
-            return Err(VaeError::Invalid(format!("non-finite value at row {}, column {}", i / m + 1, i % m + 1)));
-        }
-        let padded;
-        let rows: &[f32] = if n_rows < w {
-            let mut p = Vec::with_capacity(w * m);
-            for _ in 0..w - n_rows {
-                p.extend_from_slice(&scaled[..m]);
-            }
-            p.extend_from_slice(scaled);
-            padded = p;
-            &padded
-        } else {
-            scaled
-        };
-        let previous = self.meta.adaptation.as_ref().map(|a| &a.adapter);
-        let (adapter, report) = lara_adapt::adapt_rows(&self.vae, previous, rows, m, cfg)
-            .map_err(|e| VaeError::Invalid(format!("adaptation: {e}")))?;
-        let base_threshold = match &self.meta.adaptation {
-            Some(a) => a.base_threshold.clone(),
-            None => self.meta.threshold.clone(),
-        };
+        let (adaptation, online) =
+            self.adapt_pattern(self.meta.adaptation.as_ref(), self.meta.online.as_ref(), scaled, n_rows, cfg, parent)?;
+        let report = adaptation.report.clone();
         let mut out = self.clone();
         // The adapted model scores with the re-estimated decoder variance when the adapter
         // has one (the scorer reads the VAE's variance; the weights stay as they are).
-        if let Some(lv) = &adapter.output_log_var {
+        if let Some(lv) = &adaptation.adapter.output_log_var {
             if lv.len() == self.vae.obs_logvar().len() {
                 out.vae.set_obs_logvar(lv.clone());
             }
         }
         let transferred = transfer_threshold(&self.meta.threshold, self.vae.obs_logvar(), out.vae.obs_logvar());
-        out.meta.adaptation =
-            Some(Adaptation { adapter, config: *cfg, report: report.clone(), rows: n_rows, parent, base_threshold });
-        // The normal causal scores move with the NLL constant (module docs of `causal`).
-        if self.meta.options.score_kind == crate::ScoreKind::Nll {
-            let delta = nll_constant(out.vae.obs_logvar()) - nll_constant(self.vae.obs_logvar());
-            out.meta.online = self.meta.online.as_ref().map(|o| o.shifted(delta));
-        }
+        out.meta.adaptation = Some(adaptation);
+        out.meta.online = online;
         let stride = self.meta.options.effective_stride();
         let steps = out.score_scaled(scaled, n_rows, stride)?;
         let mut thr = fit_threshold(&steps.score, self.meta.options.risk, self.meta.options.init_level)?;

@@ -75,11 +75,6 @@ impl TrailingMean {
         }
         self.sum / k
     }
-
-    /// Rows currently averaged.
-    pub fn filled(&self) -> usize {
-        self.rows.len()
-    }
 }
 
 /// Windows ending at each of the last `n_new` rows of `ctx` (row-major, `m` columns): `ctx`
@@ -195,10 +190,7 @@ impl<'a> ModelView<'a> {
         steps: usize,
     ) -> Self {
         let adapter = adaptation.map(|a| &a.adapter);
-        let obs_logvar = match adapter.and_then(|a| a.output_log_var.as_deref()) {
-            Some(lv) if lv.len() == vae.obs_logvar().len() => lv,
-            _ => vae.obs_logvar(),
-        };
+        let obs_logvar = pattern_log_var(vae, adaptation);
         ModelView { vae, adapter, obs_logvar, kind, knee, steps: steps.clamp(1, vae.window()) }
     }
 
@@ -274,6 +266,15 @@ pub fn compress(c: f32, knee: Option<f32>) -> f32 {
     }
 }
 
+/// The decoder log-variance a pattern scores with: its adapter's re-estimated one when it has
+/// one of the right length, else the VAE's.
+pub(crate) fn pattern_log_var<'a>(vae: &'a Vae, adaptation: Option<&'a Adaptation>) -> &'a [f32] {
+    match adaptation.and_then(|a| a.adapter.output_log_var.as_deref()) {
+        Some(lv) if lv.len() == vae.obs_logvar().len() => lv,
+        _ => vae.obs_logvar(),
+    }
+}
+
 /// The NLL constant of one row, `½ Σ_k (log σ²_k + log 2π)`.
 pub fn nll_constant(log_var: &[f32]) -> f64 {
     log_var.iter().map(|&v| 0.5 * (v as f64 + std::f64::consts::TAU.ln())).sum()
@@ -291,16 +292,21 @@ impl Detector {
         self.meta.options.causal_steps.unwrap_or(1).clamp(1, self.meta.options.window)
     }
 
-    /// This detector as a [`ModelView`] (its VAE already carries an adapted variance).
+    /// This detector as a [`ModelView`].
     pub fn view(&self) -> ModelView<'_> {
-        ModelView {
-            vae: &self.vae,
-            adapter: self.meta.adaptation.as_ref().map(|a| &a.adapter),
-            obs_logvar: self.vae.obs_logvar(),
-            kind: self.meta.options.score_kind,
-            knee: self.meta.options.contrib_knee,
-            steps: self.causal_steps(),
-        }
+        self.view_with(self.meta.adaptation.as_ref())
+    }
+
+    /// This detector's VAE and scoring options with `adaptation` instead of its own (an
+    /// online monitor's patterns on a shared base model).
+    pub fn view_with<'a>(&'a self, adaptation: Option<&'a Adaptation>) -> ModelView<'a> {
+        ModelView::with_adaptation(
+            &self.vae,
+            adaptation,
+            self.meta.options.score_kind,
+            self.meta.options.contrib_knee,
+            self.causal_steps(),
+        )
     }
 
     /// Causal scores of every row of already-scaled values (`n_rows × m`), one segment from

@@ -74,11 +74,7 @@ pub fn score_rows_with(
     }
     if n_rows < w {
         let pad = w - n_rows;
-        let mut padded = Vec::with_capacity(w * m);
-        for _ in 0..pad {
-            padded.extend_from_slice(&values[..m]);
-        }
-        padded.extend_from_slice(values);
+        let padded = left_pad(values, m, w);
         let full = score_rows_with(vae, &padded, w, stride, kind, recon);
         return StepScores { score: full.score[pad..].to_vec(), contrib: full.contrib[pad * m..].to_vec(), n_cols: m };
     }
@@ -127,6 +123,18 @@ pub fn score_rows_with(
         score.push(s + constant);
     }
     StepScores { score, contrib: acc, n_cols: m }
+}
+
+/// `values` (row-major, `m` columns, fewer than `rows` rows) preceded by copies of its first
+/// row up to `rows` rows: the padding every scorer uses at the start of a series or segment.
+pub(crate) fn left_pad(values: &[f32], m: usize, rows: usize) -> Vec<f32> {
+    let n = values.len() / m;
+    let mut padded = Vec::with_capacity(rows.max(n) * m);
+    for _ in n..rows {
+        padded.extend_from_slice(&values[..m]);
+    }
+    padded.extend_from_slice(values);
+    padded
 }
 
 /// Centred moving average of length `len` (≤ 1: unchanged) of the row scores and of the

@@ -26,3 +26,20 @@ pub fn tmp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// A small real NAB file (1643 rows, training prefix 246).
+pub const FILE: &str = "data/tsbad/081_NAB_id_28_WebService_tr_246_1st_340.csv";
+
+/// Asserts that a run succeeded; returns its stdout.
+pub fn ok(out: &Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A small model (window 24, 40 steps) trained on [`FILE`] into `dir/m.lara`.
+pub fn train_small(dir: &Path) -> PathBuf {
+    let (data, model) = (shared().join(FILE), dir.join("m.lara"));
+    let (data, out) = (data.to_str().unwrap(), model.to_str().unwrap());
+    ok(&lara(&["train", "--data", data, "--model", out, "--window", "24", "--max-steps", "40"]), "train");
+    model
+}
