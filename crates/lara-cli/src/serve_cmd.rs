@@ -10,35 +10,53 @@ use clap::Args;
 ///
 /// Examples:
 ///   lara serve --addr 127.0.0.1:7070 --data-dir ./lara-data
+///   lara serve --config lara.toml          # webhooks, remote-write mapping, LLM, limits
 ///   curl -X PUT --data-binary @m.lara localhost:7070/v1/models/cpu/file
 ///   curl -X PUT -d '{"base": "cpu"}' localhost:7070/v1/entities/web-01
 ///   curl -X POST -H 'Content-Type: text/csv' --data-binary @rows.csv localhost:7070/v1/entities/web-01/points
+///   curl -N localhost:7070/v1/alarms/stream          # live alarms (Server-Sent Events)
 ///   curl localhost:7070/v1/openapi.json
 ///
-/// A restart restores every entity exactly from --data-dir (an acknowledged row is never
-/// lost). With --token-file every route requires `Authorization: Bearer <token>`.
+/// Prometheus can remote-write to /api/v1/write (entity = the `instance` label, column = the
+/// metric name by default; see [remote_write] in the config). A restart restores every entity
+/// exactly from --data-dir (an acknowledged row is never lost: each ingest is one fsynced
+/// transaction). With a token every route but /healthz and /readyz requires
+/// `Authorization: Bearer <token>`. Flags override the config file.
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0: any free port; the chosen address is printed).
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    pub addr: String,
-    /// Folder of the embedded store (created if missing).
-    #[arg(long, default_value = "./lara-data")]
-    pub data_dir: PathBuf,
+    /// Address to listen on (port 0: any free port; the chosen address is printed)
+    /// [default: 127.0.0.1:7070].
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Folder of the embedded store (created if missing) [default: ./lara-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// File holding the bearer token every request must carry.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Largest request body in MiB.
-    #[arg(long, default_value_t = 64)]
-    pub max_body_mib: usize,
-    /// Worker threads answering requests.
-    #[arg(long, default_value_t = 4)]
-    pub threads: usize,
+    /// The configuration file (TOML): the flags' settings plus [remote_write], [[webhooks]]
+    /// and [llm]; see the lara-server crate docs for every field.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Largest request body in MiB [default: 64].
+    #[arg(long)]
+    pub max_body_mib: Option<usize>,
+    /// Most rows one ingest request may carry [default: 100000].
+    #[arg(long)]
+    pub max_rows_per_request: Option<usize>,
+    /// Worker threads answering requests [default: 4].
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 pub fn run(args: &ServeArgs) -> Result<()> {
-    let token = match &args.token_file {
+    let file = match &args.config {
+        Some(p) => lara_server::config::FileConfig::load(p)?,
+        None => Default::default(),
+    };
+    let token_file = args.token_file.clone().or(file.token_file.clone());
+    let token = match &token_file {
         Some(p) => {
             let t = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             let t = t.trim().to_string();
@@ -49,13 +67,16 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    let cfg = lara_server::ServeConfig {
-        addr: args.addr.clone(),
-        data_dir: args.data_dir.clone(),
-        token,
-        max_body: args.max_body_mib.max(1) << 20,
-        threads: args.threads,
-    };
+    let addr = args.addr.clone().or(file.addr.clone()).unwrap_or_else(|| "127.0.0.1:7070".into());
+    let data_dir = args.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| "./lara-data".into());
+    let mut cfg = lara_server::ServeConfig::new(&addr, data_dir);
+    cfg.token = token;
+    cfg.max_body = args.max_body_mib.or(file.max_body_mib).unwrap_or(64).max(1) << 20;
+    cfg.max_rows = args.max_rows_per_request.or(file.max_rows_per_request).unwrap_or(100_000).max(1);
+    cfg.threads = args.threads.or(file.threads).unwrap_or(4).max(1);
+    cfg.remote_write = file.remote_write.unwrap_or_default();
+    cfg.webhooks = file.webhooks;
+    cfg.llm = file.llm;
     lara_server::serve(&cfg)?;
     Ok(())
 }

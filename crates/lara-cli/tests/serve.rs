@@ -1,80 +1,11 @@
 //! `lara serve` end to end: the real binary on a free port, its embedded store on disk.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use serde_json::{json, Value};
 
 mod common;
 
+use common::server::{call, follow_alarms, js, Receiver, Server};
 use common::{lara, shared, tmp_dir, train_small as train, FILE};
-
-/// A running `lara serve`; killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lara"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start lara serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_string();
-        Server { child, base }
-    }
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
-}
-
-fn call(method: &str, url: &str, ct: &str, body: &[u8], token: Option<&str>) -> (u16, Vec<u8>) {
-    let a = agent();
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let resp = match method {
-        "GET" | "DELETE" => {
-            let mut r = if method == "GET" { a.get(url) } else { a.delete(url) };
-            if let Some(h) = &auth {
-                r = r.header("Authorization", h);
-            }
-            r.call()
-        }
-        _ => {
-            let mut r = if method == "PUT" { a.put(url) } else { a.post(url) };
-            if let Some(h) = &auth {
-                r = r.header("Authorization", h);
-            }
-            r.header("Content-Type", ct).send(body)
-        }
-    }
-    .expect("request");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().read_to_vec().unwrap_or_default();
-    (status, body)
-}
-
-fn js(b: &[u8]) -> Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
-}
 
 /// The file's values as rows.
 fn values() -> Vec<f64> {
@@ -282,4 +213,181 @@ fn a_training_job_produces_a_usable_model() {
     let ev = js(&b);
     assert_eq!(ev["events"][0]["kind"], "adapt", "{ev}");
     assert_eq!(ev["events"][0]["row"], 29, "{ev}");
+}
+
+/// Push `rows` (one value each) to entity `e`; returns the results.
+fn push_values(base: &str, e: &str, rows: &[f64], token: Option<&str>) -> Vec<Value> {
+    let body = json!({ "rows": rows.iter().map(|v| vec![*v]).collect::<Vec<_>>() });
+    let (st, b) =
+        call("POST", &format!("{base}/v1/entities/{e}/points"), "application/json", body.to_string().as_bytes(), token);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    js(&b)["results"].as_array().unwrap().clone()
+}
+
+/// An alarm reaches the SSE stream and the webhook (after a failed attempt, retried); a webhook
+/// that never answers ends in the dead letters; the alarm can be explained; /healthz needs no
+/// token; the config file is honoured.
+#[test]
+fn alarms_reach_sse_webhooks_and_explain() {
+    let dir = tmp_dir("alarms");
+    let model = train(&dir);
+    let hook = Receiver::start(1);
+    // A port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/gone", l.local_addr().unwrap())
+    };
+    std::fs::write(dir.join("token"), "tok\n").unwrap();
+    std::fs::write(
+        dir.join("lara.toml"),
+        format!(
+            "token_file = \"token\"\ndata_dir = \"store\"\n\
+             [[webhooks]]\nurl = \"{}\"\nretries = 3\nbackoff_ms = 20\n\
+             [[webhooks]]\nurl = \"{dead}\"\nretries = 1\nbackoff_ms = 20\ntimeout_ms = 500\n",
+            hook.url
+        ),
+    )
+    .unwrap();
+    let srv = Server::start_with_config(&dir.join("lara.toml"));
+    let t = Some("tok");
+    let u = |p: &str| format!("{}{p}", srv.base);
+    assert_eq!(call("GET", &u("/healthz"), "", b"", None).0, 200);
+    assert_eq!(call("GET", &u("/readyz"), "", b"", None).0, 200);
+    assert_eq!(call("GET", &u("/v1/entities"), "", b"", None).0, 401);
+    assert!(dir.join("store/lara.redb").exists(), "data_dir from the config, relative to it");
+    assert_eq!(call("PUT", &u("/v1/models/nab/file"), "", &std::fs::read(&model).unwrap(), t).0, 200);
+    assert_eq!(call("PUT", &u("/v1/entities/e"), "application/json", br#"{"model": "nab"}"#, t).0, 201);
+    let alarms = follow_alarms(&srv.base, t);
+    // Wait until the stream is subscribed (the SSE thread registers before answering).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let vals = values();
+    let normal = push_values(&srv.base, "e", &vals[..200], t);
+    let first_alarm = normal.iter().position(|r| r["is_anomaly"] == true);
+    let spike: Vec<f64> = (0..5).map(|_| vals[199] * 50.0 + 100.0).collect();
+    let res = push_values(&srv.base, "e", &spike, t);
+    assert!(res.iter().all(|r| r["is_anomaly"] == true), "{res:?}");
+    // One alarm per episode: the first anomalous row of each run.
+    let mut expected = Vec::new();
+    let all: Vec<&Value> = normal.iter().chain(&res).collect();
+    for (i, r) in all.iter().enumerate() {
+        if r["is_anomaly"] == true && (i == 0 || all[i - 1]["is_anomaly"] != true) {
+            expected.push(format!("e:{i}"));
+        }
+    }
+    assert!(expected.contains(&"e:200".to_string()) || first_alarm.is_some());
+    let last = expected.last().unwrap().clone();
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let a = alarms.recv_timeout(std::time::Duration::from_secs(10)).expect("alarm on the SSE stream");
+        got.push(a["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(got, expected);
+    // The webhook got every alarm once, in order, after its first attempt failed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while hook.bodies.lock().unwrap().len() < expected.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let delivered: Vec<String> = hook
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(delivered, expected);
+    // The dead webhook: each alarm tried twice (1 retry), then a dead letter.
+    let mut dl = Value::Null;
+    while std::time::Instant::now() < deadline + std::time::Duration::from_secs(20) {
+        let (_, b) = call("GET", &u("/v1/webhooks/dead-letters"), "", b"", t);
+        dl = js(&b);
+        if dl["dead_letters"].as_array().unwrap().len() == expected.len() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dls = dl["dead_letters"].as_array().unwrap();
+    assert_eq!(dls.len(), expected.len(), "{dl}");
+    assert_eq!(dls[0]["attempts"], 2, "{dl}");
+    assert_eq!(dls[0]["url"], dead.as_str());
+    let (_, b) = call("GET", &u("/metrics"), "", b"", t);
+    let m = String::from_utf8_lossy(&b).into_owned();
+    assert!(m.contains(&format!("lara_webhooks_dead_total {}", expected.len())), "{m}");
+    assert!(m.contains(&format!("lara_alarms_total {}", expected.len())), "{m}");
+    assert!(m.contains("lara_http_request_duration_seconds_bucket{le=\"+Inf\"}"), "{m}");
+    // Explain the spike's alarm: the one column, far above its window.
+    let (st, b) = call("GET", &u(&format!("/v1/alarms/{last}/explain")), "", b"", t);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    let x = js(&b);
+    assert_eq!(x["top_columns"][0]["column"], "value", "{x}");
+    assert!(x["top_columns"][0]["z"].as_f64().unwrap() > 5.0, "{x}");
+    assert!(x["llm"].as_str().unwrap().contains("not configured"), "{x}");
+    assert_eq!(call("GET", &u("/v1/alarms/e:3/explain"), "", b"", t).0, 404, "row 3 is no alarm");
+    assert_eq!(call("GET", &u("/v1/alarms/nope/explain"), "", b"", t).0, 400);
+}
+
+/// `POST /v1/detect` scores like `lara detect` (both modes); `POST /v1/models/{id}/train`
+/// trains from an entity's stored rows; `POST /v1/models` gives the bytes `lara train` writes.
+#[test]
+fn detect_and_training_from_history_match_the_cli() {
+    let dir = tmp_dir("detect");
+    let model = train(&dir);
+    let srv = Server::start(&dir.join("store"), &[]);
+    let u = |p: &str| format!("{}{p}", srv.base);
+    assert_eq!(call("PUT", &u("/v1/models/nab/file"), "", &std::fs::read(&model).unwrap(), None).0, 200);
+    let data = shared().join(FILE);
+    let text = std::fs::read(&data).unwrap();
+    for causal in [false, true] {
+        let out = dir.join(format!("d{causal}.csv"));
+        let mut args = vec!["detect", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap()];
+        args.extend(["--out", out.to_str().unwrap()]);
+        if causal {
+            args.push("--causal");
+        }
+        common::ok(&lara(&args), "detect");
+        let (st, b) = call("POST", &u(&format!("/v1/detect?model=nab&causal={causal}&format=csv")), "text/csv", &text, None);
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+        assert_eq!(String::from_utf8(b).unwrap(), std::fs::read_to_string(&out).unwrap(), "causal={causal}");
+        let (st, b) = call("POST", &u(&format!("/v1/detect?model=nab&causal={causal}")), "text/csv", &text, None);
+        assert_eq!(st, 200);
+        assert_eq!(js(&b)["results"].as_array().unwrap().len(), values().len());
+    }
+    assert_eq!(call("POST", &u("/v1/detect?model=nope"), "text/csv", &text, None).0, 404);
+    assert_eq!(call("POST", &u("/v1/detect?model=nab"), "text/csv", b"timestamp,cpu\n1,2\n", None).0, 400);
+
+    // Training from history: rows pushed to an entity become a model's training data.
+    assert_eq!(call("PUT", &u("/v1/entities/h"), "application/json", br#"{"model": "nab"}"#, None).0, 201);
+    push_values(&srv.base, "h", &values()[..246], None);
+    let (st, b) = call("POST", &u("/v1/models/fromh/train?entity=h&window=24&seed=7"), "", b"", None);
+    assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
+    let job = js(&b)["job"].as_str().unwrap().to_string();
+    wait_job(&srv.base, &job);
+    let (_, b) = call("GET", &u("/v1/models/fromh"), "", b"", None);
+    assert_eq!(js(&b)["train_rows"], 246, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(call("POST", &u("/v1/models/x/train?entity=nope"), "", b"", None).0, 404);
+    assert_eq!(call("POST", &u("/v1/models/fromh/train?entity=h"), "", b"", None).0, 409);
+
+    // The same data and seed give the same bytes as `lara train`.
+    let cli = dir.join("cli.lara");
+    common::ok(
+        &lara(&["train", "--data", data.to_str().unwrap(), "--model", cli.to_str().unwrap(), "--window", "24", "--seed", "7"]),
+        "train",
+    );
+    let (st, b) = call("POST", &u("/v1/models?name=same&train_end=246&window=24&seed=7"), "text/csv", &text, None);
+    assert_eq!(st, 202);
+    wait_job(&srv.base, js(&b)["job"].as_str().unwrap());
+    let (_, served) = call("GET", &u("/v1/models/same/file"), "", b"", None);
+    assert!(served == std::fs::read(&cli).unwrap(), "the served model differs from lara train's file");
+}
+
+fn wait_job(base: &str, job: &str) {
+    for _ in 0..1200 {
+        let (_, b) = call("GET", &format!("{base}/v1/jobs/{job}"), "", b"", None);
+        let v = js(&b);
+        assert_ne!(v["status"], "failed", "{v}");
+        if v["status"] == "done" {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("job {job} did not finish");
 }

@@ -2,15 +2,19 @@
 
 use std::io::Read;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Instant;
 
-use lara_stream::{model_fingerprint, Monitor, MonitorConfig, Policy, Scored};
-use lara_vae::{Detector, FitOptions};
 use serde_json::{json, Value};
 use tiny_http::{Header, Request, Response};
 
-use crate::store::IngestWrite;
-use crate::{Entity, EntityInfo, Job, LoadedModel, ModelInfo, Service};
+use crate::alarms::{get_dead_letters, get_stream};
+use crate::detect::post_detect;
+use crate::entities::*;
+use crate::explain::get_explain;
+use crate::models::*;
+use crate::remote_write::post_write;
+use crate::{Service, LATENCY_BUCKETS};
 
 /// One route: method, path pattern (`{id}` matches one segment), summary, body and answer.
 pub struct Route {
@@ -25,10 +29,15 @@ pub struct Route {
 
 /// The service's routes: dispatch and the OpenAPI document both read this table.
 pub const ROUTES: &[Route] = &[
+    Route { method: "GET", path: "/healthz", summary: "Liveness: 200 while the process answers (no token needed)", body: "", answer: "text/plain: ok", handler: healthz },
+    Route { method: "GET", path: "/readyz", summary: "Readiness: 200 once the store is open and every entity restored (no token needed)", body: "", answer: "application/json: {models, entities}", handler: readyz },
     Route { method: "GET", path: "/v1/openapi.json", summary: "This OpenAPI document", body: "", answer: "application/json", handler: openapi },
     Route { method: "GET", path: "/metrics", summary: "Prometheus metrics (text exposition format)", body: "", answer: "text/plain", handler: metrics },
+    Route { method: "POST", path: "/api/v1/write", summary: "Prometheus remote-write (snappy protobuf): samples become entity rows, one per scrape timestamp ([remote_write] in lara.toml maps labels to entity and column)", body: "application/x-protobuf: snappy-compressed prometheus.WriteRequest", answer: "204", handler: post_write },
+    Route { method: "POST", path: "/v1/detect", summary: "Score a whole CSV with a model, stateless (query: model, causal=true for the online monitor's causal score; format=csv for the CLI's CSV)", body: "text/csv: the model's columns (+ timestamp)", answer: "application/json: {threshold, results: [{row, score, is_anomaly, top_dims}]}", handler: post_detect },
     Route { method: "GET", path: "/v1/models", summary: "List models", body: "", answer: "application/json: {models: [ModelInfo]}", handler: list_models },
     Route { method: "POST", path: "/v1/models", summary: "Train a model from a CSV body (query: name, train_end, window, seed); asynchronous: 202 + {job}", body: "text/csv: the CLI's CSV format", answer: "application/json: {job}", handler: train_model },
+    Route { method: "POST", path: "/v1/models/{id}/train", summary: "Train model {id} from an entity's stored rows (query: entity, from, to, train_end, window, seed); asynchronous: 202 + {job}", body: "", answer: "application/json: {job}", handler: train_from_history },
     Route { method: "GET", path: "/v1/jobs/{id}", summary: "A training job: status, progress and, when done, the model id", body: "", answer: "application/json: Job", handler: get_job },
     Route { method: "GET", path: "/v1/models/{id}", summary: "One model", body: "", answer: "application/json: ModelInfo", handler: get_model },
     Route { method: "DELETE", path: "/v1/models/{id}", summary: "Delete a model no entity uses", body: "", answer: "204", handler: delete_model },
@@ -45,7 +54,17 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", path: "/v1/entities/{id}/adapt", summary: "Adapt now on the newest rows (re-selects a stored pattern that explains them, else LARA); validated on the next rows", body: "", answer: "application/json: {entity, events}", handler: post_adapt },
     Route { method: "POST", path: "/v1/entities/{id}/rollback", summary: "Return to the pattern the latest switch replaced", body: "", answer: "application/json: {entity, events}", handler: post_rollback },
     Route { method: "GET", path: "/v1/entities/{id}/versions", summary: "The pattern scoring now (first) and the stored ones it can return to", body: "", answer: "application/json: {current, versions}", handler: get_versions },
+    Route { method: "GET", path: "/v1/alarms/stream", summary: "Server-Sent Events: one `alarm` event per alarm (the first anomalous row of an episode) as it is committed (query: entity to follow one)", body: "", answer: "text/event-stream", handler: get_stream },
+    Route { method: "GET", path: "/v1/alarms/{id}/explain", summary: "Why alarm {id} (`entity:row`): its top contributing columns with their values against the window, and the LLM's short reason when an LLM is configured", body: "", answer: "application/json: Explanation", handler: get_explain },
+    Route { method: "GET", path: "/v1/webhooks/dead-letters", summary: "Alarms a webhook gave up on, with the last error", body: "", answer: "application/json: {dead_letters}", handler: get_dead_letters },
 ];
+
+/// Routes answered without the bearer token.
+const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// Status of an [`Answer`] that hands the connection to the Server-Sent Events writer; its
+/// body is the entity filter (empty: all).
+pub(crate) const SSE_STATUS: u16 = 0;
 
 /// A parsed request.
 pub struct Req {
@@ -58,10 +77,10 @@ pub struct Req {
 }
 
 impl Req {
-    fn q(&self, k: &str) -> Option<&str> {
+    pub(crate) fn q(&self, k: &str) -> Option<&str> {
         self.query.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
     }
-    fn q_num<T: std::str::FromStr>(&self, k: &str) -> Result<Option<T>, Answer> {
+    pub(crate) fn q_num<T: std::str::FromStr>(&self, k: &str) -> Result<Option<T>, Answer> {
         match self.q(k) {
             None => Ok(None),
             Some(v) => v.parse().map(Some).map_err(|_| bad(400, format!("query parameter {k}={v:?} is not a number"))),
@@ -76,22 +95,22 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-fn ok_json(status: u16, v: &Value) -> Answer {
+pub(crate) fn ok_json(status: u16, v: &Value) -> Answer {
     Answer { status, content_type: "application/json", body: serde_json::to_vec(v).unwrap_or_default() }
 }
 
-fn bad(status: u16, msg: impl Into<String>) -> Answer {
+pub(crate) fn bad(status: u16, msg: impl Into<String>) -> Answer {
     ok_json(status, &json!({ "error": msg.into() }))
 }
 
-fn valid_id(id: &str) -> Result<(), Answer> {
+pub(crate) fn valid_id(id: &str) -> Result<(), Answer> {
     if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
         return Err(bad(400, format!("invalid id {id:?}: use 1-128 characters of A-Z a-z 0-9 - _ . :")));
     }
     Ok(())
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -127,8 +146,15 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
 
 /// Handles one request (never panics on bad input).
 pub fn handle(service: &Arc<Service>, mut request: Request) {
+    let t0 = Instant::now();
     service.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let answer = route(service, &mut request);
+    if answer.status == SSE_STATUS {
+        let filter = String::from_utf8(answer.body).ok().filter(|f| !f.is_empty());
+        crate::alarms::serve_stream(service, request, filter);
+        return;
+    }
+    service.metrics.observe(t0.elapsed().as_secs_f64());
     if answer.status >= 400 {
         service.metrics.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -140,7 +166,7 @@ pub fn handle(service: &Arc<Service>, mut request: Request) {
 }
 
 /// The value of header `name` ("" when absent).
-fn header(request: &Request, name: &'static str) -> String {
+pub(crate) fn header(request: &Request, name: &'static str) -> String {
     request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string()).unwrap_or_default()
 }
 
@@ -156,7 +182,9 @@ fn route(service: &Arc<Service>, request: &mut Request) -> Answer {
         })
         .collect();
     if let Some(t) = &service.token {
-        if header(request, "Authorization") != format!("Bearer {t}") {
+        let given = header(request, "Authorization");
+        let given = given.strip_prefix("Bearer ").unwrap_or("");
+        if !OPEN_PATHS.contains(&path) && !constant_time_eq(given.as_bytes(), t.as_bytes()) {
             return bad(401, "missing or wrong bearer token (Authorization: Bearer <token>)");
         }
     }
@@ -200,8 +228,27 @@ fn route(service: &Arc<Service>, request: &mut Request) -> Answer {
     }
 }
 
+/// Equality whose time depends only on the lengths, not on where the bytes differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 // ----------------------------------------------------------------------------------
-// OpenAPI and metrics
+// Health, OpenAPI and metrics
+
+fn healthz(_: &Arc<Service>, _: &mut Req) -> Answer {
+    Answer { status: 200, content_type: "text/plain", body: b"ok\n".to_vec() }
+}
+
+/// The service exists only once `Service::open` restored everything, so answering is ready.
+fn readyz(s: &Arc<Service>, _: &mut Req) -> Answer {
+    let models = s.models.lock().expect("models lock").len();
+    let entities = s.entities.read().expect("entities lock").len();
+    ok_json(200, &json!({ "ready": true, "models": models, "entities": entities }))
+}
 
 fn openapi(_: &Arc<Service>, _: &mut Req) -> Answer {
     ok_json(200, &openapi_document())
@@ -253,12 +300,39 @@ fn metrics(s: &Arc<Service>, _: &mut Req) -> Answer {
         m.errors.load(Ordering::Relaxed),
     );
     counter("lara_rows_ingested_total", "Rows scored.", m.rows.load(Ordering::Relaxed));
-    counter("lara_alarms_total", "Rows scored as anomalous.", m.alarms.load(Ordering::Relaxed));
+    counter("lara_anomalous_rows_total", "Rows scored as anomalous.", m.anomalous_rows.load(Ordering::Relaxed));
+    counter("lara_alarms_total", "Alarms: first anomalous rows of episodes.", m.alarms.load(Ordering::Relaxed));
     counter(
         "lara_adaptations_total",
         "Adaptations and re-selections decided by the monitors.",
         m.adaptations.load(Ordering::Relaxed),
     );
+    counter("lara_rollbacks_total", "Roll-backs to an earlier pattern.", m.rollbacks.load(Ordering::Relaxed));
+    counter("lara_webhooks_delivered_total", "Alarms delivered to webhooks.", m.webhooks_delivered.load(Ordering::Relaxed));
+    counter("lara_webhooks_retried_total", "Failed webhook attempts retried.", m.webhooks_retried.load(Ordering::Relaxed));
+    counter("lara_webhooks_dead_total", "Alarms a webhook gave up on.", m.webhooks_dead.load(Ordering::Relaxed));
+    counter(
+        "lara_remote_write_samples_total",
+        "Remote-write samples received.",
+        m.remote_write_samples.load(Ordering::Relaxed),
+    );
+    counter(
+        "lara_remote_write_dropped_total",
+        "Remote-write samples dropped (unlabelled, unknown entity or column, late, or rows given up incomplete).",
+        m.remote_write_dropped.load(Ordering::Relaxed),
+    );
+    out.push_str("# HELP lara_http_request_duration_seconds Request latency.\n# TYPE lara_http_request_duration_seconds histogram\n");
+    let mut cum = 0u64;
+    for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+        cum += m.latency[i].load(Ordering::Relaxed);
+        out.push_str(&format!("lara_http_request_duration_seconds_bucket{{le=\"{b}\"}} {cum}\n"));
+    }
+    cum += m.latency[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+    out.push_str(&format!("lara_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {cum}\n"));
+    out.push_str(&format!(
+        "lara_http_request_duration_seconds_sum {}\nlara_http_request_duration_seconds_count {cum}\n",
+        m.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    ));
     let ents = s.entities.read().expect("entities lock");
     let mut by_state: std::collections::BTreeMap<&str, u64> = Default::default();
     for st in ["warmup", "normal", "suspect", "collecting", "adapted"] {
@@ -274,590 +348,12 @@ fn metrics(s: &Arc<Service>, _: &mut Req) -> Answer {
     drop(ents);
     let n_models = s.models.lock().expect("models lock").len();
     out.push_str(&format!("# HELP lara_models Models stored.\n# TYPE lara_models gauge\nlara_models {n_models}\n"));
+    let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"));
+    };
+    gauge(&mut out, "lara_store_bytes", "Size of the store file.", s.store.file_bytes(&s.data_dir));
+    gauge(&mut out, "lara_sse_clients", "Live Server-Sent Events clients.", m.sse_clients.load(Ordering::Relaxed));
     Answer { status: 200, content_type: "text/plain; version=0.0.4", body: out.into_bytes() }
-}
-
-// ----------------------------------------------------------------------------------
-// Models
-
-/// The description of a model.
-pub fn model_info(id: &str, det: &Detector, bytes: &[u8]) -> ModelInfo {
-    ModelInfo {
-        id: id.to_string(),
-        columns: det.meta.columns.clone(),
-        window: det.meta.options.window,
-        train_rows: det.meta.train_rows,
-        bytes: bytes.len(),
-        // The fingerprint entity snapshots record for their shared base model.
-        sha256: model_fingerprint(det).unwrap_or_default(),
-        adapted: det.meta.adaptation.is_some(),
-    }
-}
-
-fn list_models(s: &Arc<Service>, _: &mut Req) -> Answer {
-    let models = s.models.lock().expect("models lock");
-    let mut v: Vec<&ModelInfo> = models.values().map(|m| &m.info).collect();
-    v.sort_by(|a, b| a.id.cmp(&b.id));
-    ok_json(200, &json!({ "models": v }))
-}
-
-fn get_model(s: &Arc<Service>, r: &mut Req) -> Answer {
-    match s.models.lock().expect("models lock").get(&r.params[0]) {
-        Some(m) => ok_json(200, &json!(m.info)),
-        None => bad(404, format!("no model {:?}", r.params[0])),
-    }
-}
-
-fn get_model_file(s: &Arc<Service>, r: &mut Req) -> Answer {
-    match s.store.model(&r.params[0]) {
-        Ok(Some(b)) => Answer { status: 200, content_type: "application/octet-stream", body: b },
-        Ok(None) => bad(404, format!("no model {:?}", r.params[0])),
-        Err(e) => bad(500, e.to_string()),
-    }
-}
-
-fn install_model(s: &Service, id: &str, det: Detector, bytes: &[u8]) -> Answer {
-    let info = model_info(id, &det, bytes);
-    let meta = serde_json::to_vec(&info).unwrap_or_default();
-    if let Err(e) = s.store.put_model(id, bytes, &meta) {
-        return bad(500, e.to_string());
-    }
-    s.models
-        .lock()
-        .expect("models lock")
-        .insert(id.to_string(), LoadedModel { det: Arc::new(det), info: info.clone() });
-    ok_json(200, &json!(info))
-}
-
-fn put_model_file(s: &Arc<Service>, r: &mut Req) -> Answer {
-    let id = r.params[0].clone();
-    if s.models.lock().expect("models lock").contains_key(&id) {
-        return bad(409, format!("model {id:?} exists; delete it first (entities keep their model)"));
-    }
-    let det = match Detector::from_bytes(std::path::Path::new(&id), &r.body) {
-        Ok(d) => d,
-        Err(e) => return bad(422, format!("not a usable .lara file: {e}")),
-    };
-    if det.meta.online.is_none() {
-        return bad(422, "the model has no online calibration (trained by an older lara); retrain it");
-    }
-    let body = std::mem::take(&mut r.body);
-    install_model(s, &id, det, &body)
-}
-
-fn delete_model(s: &Arc<Service>, r: &mut Req) -> Answer {
-    let id = &r.params[0];
-    let user = s.entities.read().expect("entities lock").values().find_map(|e| {
-        let e = e.lock().expect("entity lock");
-        (&e.info.model == id).then(|| e.info.id.clone())
-    });
-    if let Some(u) = user {
-        return bad(409, format!("model {id:?} is used by entity {u:?}"));
-    }
-    if s.models.lock().expect("models lock").remove(id).is_none() {
-        return bad(404, format!("no model {id:?}"));
-    }
-    match s.store.delete_model(id) {
-        Ok(()) => Answer { status: 204, content_type: "application/json", body: Vec::new() },
-        Err(e) => bad(500, e.to_string()),
-    }
-}
-
-fn train_model(s: &Arc<Service>, r: &mut Req) -> Answer {
-    let name = r.q("name").map(str::to_string);
-    if let Some(n) = &name {
-        if let Err(a) = valid_id(n) {
-            return a;
-        }
-        if s.models.lock().expect("models lock").contains_key(n) {
-            return bad(409, format!("model {n:?} exists"));
-        }
-    }
-    let train_end: Option<usize> = match r.q_num("train_end") {
-        Ok(v) => v,
-        Err(a) => return a,
-    };
-    let window: Option<usize> = match r.q_num("window") {
-        Ok(v) => v,
-        Err(a) => return a,
-    };
-    let seed: Option<u64> = match r.q_num("seed") {
-        Ok(v) => v,
-        Err(a) => return a,
-    };
-    let opts = lara_core::CsvOptions { train_end, ..Default::default() };
-    let series = match lara_core::read_csv_bytes("request body", &r.body, &opts) {
-        Ok(s) => s,
-        Err(e) => return bad(400, e.to_string()),
-    };
-    let mut fit = FitOptions::default();
-    if let Some(w) = window {
-        fit.window = w;
-    }
-    if let Some(seed) = seed {
-        fit.train.seed = seed;
-    }
-    let job_id = s.fresh_id("job");
-    let model_id = name.unwrap_or_else(|| s.fresh_id("model"));
-    s.jobs.lock().expect("jobs lock").insert(
-        job_id.clone(),
-        Job { id: job_id.clone(), status: "running".into(), progress: 0.0, model: None, error: None },
-    );
-    let service = s.clone();
-    let jid = job_id.clone();
-    std::thread::spawn(move || {
-        let mut total = 1usize;
-        let mut done = 0usize;
-        let result = Detector::fit(&series, &fit, &mut |p| match p {
-            lara_vae::Progress::Start { epochs, steps_per_epoch, max_steps } => {
-                total = (epochs * steps_per_epoch).min(if max_steps > 0 { max_steps } else { usize::MAX }).max(1);
-            }
-            lara_vae::Progress::Step { .. } => {
-                done += 1;
-                if let Some(j) = service.jobs.lock().expect("jobs lock").get_mut(&jid) {
-                    j.progress = (done as f64 / total as f64).min(0.99);
-                }
-            }
-            _ => {}
-        });
-        let outcome = result.map_err(|e| e.to_string()).and_then(|det| {
-            let bytes = det.to_bytes().map_err(|e| e.to_string())?;
-            let a = install_model(&service, &model_id, det, &bytes);
-            if a.status == 200 {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&a.body).into_owned())
-            }
-        });
-        if let Some(j) = service.jobs.lock().expect("jobs lock").get_mut(&jid) {
-            match outcome {
-                Ok(()) => {
-                    j.status = "done".into();
-                    j.progress = 1.0;
-                    j.model = Some(model_id);
-                }
-                Err(e) => {
-                    j.status = "failed".into();
-                    j.error = Some(e);
-                }
-            }
-        }
-    });
-    ok_json(202, &json!({ "job": job_id }))
-}
-
-fn get_job(s: &Arc<Service>, r: &mut Req) -> Answer {
-    match s.jobs.lock().expect("jobs lock").get(&r.params[0]) {
-        Some(j) => ok_json(200, &json!(j)),
-        None => bad(404, format!("no job {:?}", r.params[0])),
-    }
-}
-
-// ----------------------------------------------------------------------------------
-// Entities
-
-/// The live entity `id` (its own lock: ingests of different entities run in parallel).
-fn entity(s: &Service, id: &str) -> Option<Arc<Mutex<Entity>>> {
-    s.entities.read().expect("entities lock").get(id).cloned()
-}
-
-fn entity_json(e: &Entity) -> Value {
-    json!({
-        "id": e.info.id,
-        "model": e.info.model,
-        "state": e.monitor.state(),
-        "model_version": e.monitor.version(),
-        "rows": e.info.rows,
-        "alarms": e.info.alarms,
-        "last_alarm_row": e.info.last_alarm_row,
-        "last_timestamp": e.info.last_timestamp,
-        "policy": e.info.policy,
-        "slots": e.info.slots,
-        "cold_start": e.info.cold_start,
-        "events": e.info.events,
-    })
-}
-
-fn list_entities(s: &Arc<Service>, _: &mut Req) -> Answer {
-    let all: Vec<Arc<Mutex<Entity>>> = s.entities.read().expect("entities lock").values().cloned().collect();
-    let mut v: Vec<Value> = all.iter().map(|e| entity_json(&e.lock().expect("entity lock"))).collect();
-    v.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    ok_json(200, &json!({ "entities": v }))
-}
-
-fn get_entity(s: &Arc<Service>, r: &mut Req) -> Answer {
-    match entity(s, &r.params[0]) {
-        Some(e) => ok_json(200, &entity_json(&e.lock().expect("entity lock"))),
-        None => bad(404, format!("no entity {:?}", r.params[0])),
-    }
-}
-
-fn put_entity(s: &Arc<Service>, r: &mut Req) -> Answer {
-    let id = r.params[0].clone();
-    let v: Value = match serde_json::from_slice(&r.body) {
-        Ok(v) => v,
-        Err(e) => return bad(400, format!("body: not JSON ({e})")),
-    };
-    let known = ["model", "base", "policy", "slots"];
-    if let Some(k) = v.as_object().and_then(|o| o.keys().find(|k| !known.contains(&k.as_str()))) {
-        return bad(400, format!("body: unknown field {k:?} (expected model or base, policy, slots)"));
-    }
-    let (model, cold) = match (v["model"].as_str(), v["base"].as_str()) {
-        (Some(m), None) => (m.to_string(), false),
-        (None, Some(b)) => (b.to_string(), true),
-        _ => return bad(400, "body: give exactly one of \"model\" or \"base\" (a model id)"),
-    };
-    let policy: Policy = match v["policy"].as_str().unwrap_or("adapt").parse() {
-        Ok(p) => p,
-        Err(e) => return bad(400, format!("body: policy: {e}")),
-    };
-    let slots = match &v["slots"] {
-        Value::Null => 40,
-        x => match x.as_u64() {
-            Some(k) if k > 0 && k <= 100_000 => k as usize,
-            _ => return bad(400, "body: slots must be a positive integer"),
-        },
-    };
-    // The fingerprint was computed once when the model was installed.
-    let (base, fingerprint) = match s.models.lock().expect("models lock").get(&model) {
-        Some(m) => (m.det.clone(), m.info.sha256.clone()),
-        None => return bad(404, format!("no model {model:?}")),
-    };
-    let mut ents = s.entities.write().expect("entities lock");
-    if ents.contains_key(&id) {
-        return bad(409, format!("entity {id:?} exists; delete it first"));
-    }
-    let cfg = MonitorConfig { policy, slots, cold_start: cold, ..MonitorConfig::default() };
-    let monitor = match Monitor::new_shared(base, fingerprint, cfg) {
-        Ok(m) => m,
-        Err(e) => return bad(422, e.to_string()),
-    };
-    let info = EntityInfo {
-        id: id.clone(),
-        model,
-        cold_start: cold,
-        policy: policy.to_string(),
-        slots,
-        rows: 0,
-        alarms: 0,
-        last_alarm_row: None,
-        last_timestamp: None,
-        events: 0,
-    };
-    let snap = match monitor.snapshot() {
-        Ok(b) => b,
-        Err(e) => return bad(500, e.to_string()),
-    };
-    if let Err(e) = s.store.put_entity(&id, &serde_json::to_vec(&info).unwrap_or_default(), &snap) {
-        return bad(500, e.to_string());
-    }
-    let e = Entity { info, monitor };
-    let answer = ok_json(201, &entity_json(&e));
-    ents.insert(id, Arc::new(Mutex::new(e)));
-    answer
-}
-
-fn delete_entity(s: &Arc<Service>, r: &mut Req) -> Answer {
-    let id = &r.params[0];
-    let mut ents = s.entities.write().expect("entities lock");
-    if !ents.contains_key(id) {
-        return bad(404, format!("no entity {id:?}"));
-    }
-    if let Err(e) = s.store.delete_entity(id) {
-        return bad(500, e.to_string());
-    }
-    ents.remove(id);
-    Answer { status: 204, content_type: "application/json", body: Vec::new() }
-}
-
-/// Rows and optional timestamps of an ingest body.
-type Points = (Vec<Vec<f32>>, Option<Vec<String>>);
-
-fn parse_points(r: &Req, columns: &[String]) -> Result<Points, Answer> {
-    if r.content_type.starts_with("text/csv") {
-        let mut rd = csv::ReaderBuilder::new().flexible(false).from_reader(r.body.as_slice());
-        let header: Vec<String> = rd
-            .headers()
-            .map_err(|e| bad(400, format!("CSV header: {e}")))?
-            .iter()
-            .map(|h| h.trim().to_string())
-            .collect();
-        let mut idx = vec![usize::MAX; columns.len()];
-        let mut ts_col = None;
-        for (j, h) in header.iter().enumerate() {
-            if h == "timestamp" {
-                ts_col = Some(j);
-            } else if let Some(k) = columns.iter().position(|c| c == h) {
-                idx[k] = j;
-            } else {
-                return Err(bad(
-                    400,
-                    format!("CSV header: unknown column {h:?} (the model's columns: {})", columns.join(", ")),
-                ));
-            }
-        }
-        if let Some(k) = idx.iter().position(|&j| j == usize::MAX) {
-            return Err(bad(400, format!("CSV header: missing column {:?}", columns[k])));
-        }
-        let mut rows = Vec::new();
-        let mut ts = Vec::new();
-        for (i, rec) in rd.records().enumerate() {
-            let line = i + 2;
-            let rec = rec.map_err(|e| bad(400, format!("CSV line {line}: {e}")))?;
-            let mut row = Vec::with_capacity(columns.len());
-            for (k, &j) in idx.iter().enumerate() {
-                let cell = rec.get(j).unwrap_or("").trim();
-                let v: f32 = cell.parse().map_err(|_| {
-                    bad(400, format!("CSV line {line}, column {:?}: {cell:?} is not a number", columns[k]))
-                })?;
-                if !v.is_finite() {
-                    return Err(bad(400, format!("CSV line {line}, column {:?}: {cell:?} is not finite", columns[k])));
-                }
-                row.push(v);
-            }
-            rows.push(row);
-            if let Some(j) = ts_col {
-                ts.push(rec.get(j).unwrap_or("").trim().to_string());
-            }
-        }
-        return Ok((rows, ts_col.map(|_| ts)));
-    }
-    let v: Value = serde_json::from_slice(&r.body)
-        .map_err(|e| bad(400, format!("body: not JSON ({e}); send JSON or text/csv")))?;
-    let arr = v["rows"].as_array().ok_or_else(|| bad(400, "body: \"rows\" must be an array of rows"))?;
-    let mut rows = Vec::with_capacity(arr.len());
-    for (i, row) in arr.iter().enumerate() {
-        let cells = row.as_array().ok_or_else(|| bad(400, format!("rows[{i}]: not an array")))?;
-        if cells.len() != columns.len() {
-            return Err(bad(
-                400,
-                format!("rows[{i}]: {} values, the model has {} columns", cells.len(), columns.len()),
-            ));
-        }
-        let mut out = Vec::with_capacity(cells.len());
-        for (k, c) in cells.iter().enumerate() {
-            let x = c
-                .as_f64()
-                .ok_or_else(|| bad(400, format!("rows[{i}], column {:?}: {c} is not a number", columns[k])))?;
-            out.push(x as f32);
-        }
-        rows.push(out);
-    }
-    let ts = match &v["timestamps"] {
-        Value::Null => None,
-        Value::Array(a) => {
-            if a.len() != rows.len() {
-                return Err(bad(400, format!("timestamps: {} values for {} rows", a.len(), rows.len())));
-            }
-            Some(a.iter().map(|t| t.as_str().map(str::to_string).unwrap_or_else(|| t.to_string())).collect())
-        }
-        _ => return Err(bad(400, "timestamps: must be an array")),
-    };
-    Ok((rows, ts))
-}
-
-/// Strictly later: numerically when both are numbers, else as text (ISO 8601 sorts).
-fn later(a: &str, b: &str) -> bool {
-    match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) => x > y,
-        _ => a > b,
-    }
-}
-
-fn post_points(s: &Arc<Service>, r: &mut Req) -> Answer {
-    let id = r.params[0].clone();
-    let Some(shared) = entity(s, &id) else { return bad(404, format!("no entity {id:?}")) };
-    let mut guard = shared.lock().expect("entity lock");
-    let ent = &mut *guard;
-    let columns = ent.monitor.columns().to_vec();
-    let (rows, ts) = match parse_points(r, &columns) {
-        Ok(x) => x,
-        Err(a) => return a,
-    };
-    if rows.is_empty() {
-        return bad(400, "no rows");
-    }
-    // Time order: every timestamp strictly after the previous one (409 otherwise).
-    if let Some(ts) = &ts {
-        let mut prev = ent.info.last_timestamp.clone();
-        for (i, t) in ts.iter().enumerate() {
-            if let Some(p) = &prev {
-                if !later(t, p) {
-                    return bad(409, format!("row {}: timestamp {t:?} is not after {p:?} (rows must arrive in time order, without duplicates)", i + 1));
-                }
-            }
-            prev = Some(t.clone());
-        }
-    }
-    // Score on a copy; it replaces the live monitor only once the store has committed.
-    let mut mon = ent.monitor.clone();
-    let results = match mon.push(&rows) {
-        Ok(r) => r,
-        Err(e) => return bad(400, e.to_string()),
-    };
-    let events = mon.drain_events();
-    let mut info = ent.info.clone();
-    let out: Vec<Value> =
-        results.iter().enumerate().map(|(i, sc)| scored_json(sc, ts.as_ref().map(|t| t[i].as_str()))).collect();
-    let alarms = results.iter().filter(|x| x.is_anomaly).count() as u64;
-    info.rows += results.len() as u64;
-    info.alarms += alarms;
-    if let Some(last) = results.iter().rev().find(|x| x.is_anomaly) {
-        info.last_alarm_row = Some(last.row);
-    }
-    if let Some(ts) = &ts {
-        info.last_timestamp = ts.last().cloned();
-    }
-    let stored: Vec<(u64, Vec<u8>)> =
-        results.iter().zip(&out).map(|(sc, v)| (sc.row, serde_json::to_vec(v).unwrap_or_default())).collect();
-    if let Err(a) = commit(s, ent, mon, info, stored, &events) {
-        return a;
-    }
-    s.metrics.rows.fetch_add(results.len() as u64, Ordering::Relaxed);
-    s.metrics.alarms.fetch_add(alarms, Ordering::Relaxed);
-    let adapted = events.iter().filter(|e| e.kind == "adapt" || e.kind == "reselect").count() as u64;
-    s.metrics.adaptations.fetch_add(adapted, Ordering::Relaxed);
-    ok_json(200, &json!({ "results": out }))
-}
-
-/// Stores the new monitor's snapshot, the entity's description, `results` and `events` in one
-/// transaction, then swaps the new monitor in (nothing changes when the store fails).
-fn commit(
-    s: &Service,
-    ent: &mut Entity,
-    mon: Monitor,
-    mut info: EntityInfo,
-    results: Vec<(u64, Vec<u8>)>,
-    events: &[lara_stream::Event],
-) -> Result<(), Answer> {
-    let snap = mon.snapshot().map_err(|e| bad(500, e.to_string()))?;
-    let first = info.events;
-    info.events += events.len() as u64;
-    let write = IngestWrite {
-        entity: &info.id,
-        meta: &serde_json::to_vec(&info).unwrap_or_default(),
-        snapshot: &snap,
-        results,
-        events: events
-            .iter()
-            .enumerate()
-            .map(|(k, e)| (first + k as u64, serde_json::to_vec(e).unwrap_or_default()))
-            .collect(),
-    };
-    s.store.ingest(write).map_err(|e| bad(500, format!("not stored, nothing changed: {e}")))?;
-    ent.monitor = mon;
-    ent.info = info;
-    Ok(())
-}
-
-/// Runs an operator control on a copy of the monitor; stores its snapshot and events in one
-/// transaction, then swaps it in.
-fn control(s: &Service, id: &str, f: fn(&mut Monitor) -> Result<(), lara_stream::StreamError>) -> Answer {
-    let Some(shared) = entity(s, id) else { return bad(404, format!("no entity {id:?}")) };
-    let mut guard = shared.lock().expect("entity lock");
-    let ent = &mut *guard;
-    let mut mon = ent.monitor.clone();
-    if let Err(e) = f(&mut mon) {
-        return bad(409, e.to_string());
-    }
-    let events = mon.drain_events();
-    let info = ent.info.clone();
-    if let Err(a) = commit(s, ent, mon, info, Vec::new(), &events) {
-        return a;
-    }
-    ok_json(200, &json!({ "entity": entity_json(ent), "events": events }))
-}
-
-fn post_adapt(s: &Arc<Service>, r: &mut Req) -> Answer {
-    control(s, &r.params[0].clone(), Monitor::adapt_now)
-}
-
-fn post_rollback(s: &Arc<Service>, r: &mut Req) -> Answer {
-    control(s, &r.params[0].clone(), Monitor::rollback)
-}
-
-fn get_versions(s: &Arc<Service>, r: &mut Req) -> Answer {
-    let Some(shared) = entity(s, &r.params[0]) else { return bad(404, format!("no entity {:?}", r.params[0])) };
-    let e = shared.lock().expect("entity lock");
-    let versions: Vec<Value> = e
-        .monitor
-        .current()
-        .into_iter()
-        .chain(e.monitor.memory())
-        .map(|p| {
-            json!({
-                "pattern": p.id,
-                "adapted": p.adaptation.is_some(),
-                "fitted_rows": p.fitted_rows,
-                "adapter_bytes": p.adaptation.as_ref().map(|a| a.adapter.param_bytes()),
-            })
-        })
-        .collect();
-    ok_json(
-        200,
-        &json!({ "current": e.monitor.current().map(|p| p.id), "model_version": e.monitor.version(), "versions": versions }),
-    )
-}
-
-fn scored_json(sc: &Scored, ts: Option<&str>) -> Value {
-    let mut v = json!(sc);
-    if let Some(t) = ts {
-        v["timestamp"] = json!(t);
-    }
-    v
-}
-
-fn stored(s: &Service, r: &Req, only_alarms: bool) -> Result<Vec<Value>, Answer> {
-    let id = &r.params[0];
-    if entity(s, id).is_none() {
-        return Err(bad(404, format!("no entity {id:?}")));
-    }
-    let from: u64 = r.q_num("from")?.unwrap_or(0);
-    let to: u64 = r.q_num("to")?.unwrap_or(u64::MAX);
-    let limit: usize = r.q_num("limit")?.unwrap_or(100_000).min(1_000_000);
-    let raw = s
-        .store
-        .results(id, from, to, if only_alarms { usize::MAX } else { limit })
-        .map_err(|e| bad(500, e.to_string()))?;
-    let mut out = Vec::new();
-    for b in raw {
-        let v: Value = serde_json::from_slice(&b).map_err(|e| bad(500, e.to_string()))?;
-        if !only_alarms || v["is_anomaly"].as_bool() == Some(true) {
-            out.push(v);
-            if out.len() >= limit {
-                break;
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn get_scores(s: &Arc<Service>, r: &mut Req) -> Answer {
-    match stored(s, r, false) {
-        Ok(v) => ok_json(200, &json!({ "results": v })),
-        Err(a) => a,
-    }
-}
-
-fn get_alarms(s: &Arc<Service>, r: &mut Req) -> Answer {
-    match stored(s, r, true) {
-        Ok(v) => ok_json(200, &json!({ "alarms": v })),
-        Err(a) => a,
-    }
-}
-
-fn get_events(s: &Arc<Service>, r: &mut Req) -> Answer {
-    let id = &r.params[0];
-    if entity(s, id).is_none() {
-        return bad(404, format!("no entity {id:?}"));
-    }
-    match s.store.events(id, 1_000_000) {
-        Ok(raw) => {
-            let v: Vec<Value> = raw.iter().filter_map(|b| serde_json::from_slice(b).ok()).collect();
-            ok_json(200, &json!({ "events": v }))
-        }
-        Err(e) => bad(500, e.to_string()),
-    }
 }
 
 #[cfg(test)]
@@ -873,14 +369,6 @@ mod tests {
         assert_eq!(percent_decode("a%20b+c%"), "a b c%");
         assert!(valid_id("web-01.eu:1").is_ok());
         assert!(valid_id("a/b").is_err() && valid_id("").is_err());
-    }
-
-    #[test]
-    fn time_order_is_numeric_or_textual() {
-        assert!(later("10", "9"));
-        assert!(!later("9", "10"));
-        assert!(later("2024-01-02T00:00:00Z", "2024-01-01T23:59:59Z"));
-        assert!(!later("2024-01-01", "2024-01-01"));
     }
 
     #[test]

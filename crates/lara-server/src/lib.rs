@@ -14,16 +14,20 @@
 //! SIGKILL between two ingests). fsync policy: redb's default durability, every commit is
 //! flushed to disk before it returns, so the answer to an ingest means the rows are on disk.
 //!
-//! Not built yet (issue 10): `POST /v1/models/{id}/train` from stored history, `POST
-//! /v1/detect`, Prometheus remote-write, Server-Sent Events and webhooks, alarm
-//! explanations, `--config`. Ingests of
-//! different entities score in parallel; the store serialises their commits (one fsync each).
+//! Ingests of different entities score in parallel; the store serialises their commits.
 //!
 //! Models are shared: an entity created with `{"base": id}` starts on the shared base model
 //! by LARA from its first `slots` rows (cold start) and keeps only its adapter and monitor
 //! state (tens of KiB); `{"model": id}` trusts the model as it is.
 
+pub mod alarms;
 pub mod api;
+pub mod config;
+mod detect;
+mod entities;
+mod explain;
+mod models;
+pub mod remote_write;
 mod store;
 
 use std::collections::HashMap;
@@ -42,6 +46,8 @@ pub use store::Store;
 pub enum ServerError {
     #[error("store: {0}")]
     Store(String),
+    #[error("config: {0}")]
+    Config(String),
     #[error("{0}")]
     Other(String),
 }
@@ -55,7 +61,29 @@ pub struct ServeConfig {
     pub token: Option<String>,
     /// Largest request body accepted (bytes).
     pub max_body: usize,
+    /// Most rows one ingest request may carry.
+    pub max_rows: usize,
     pub threads: usize,
+    pub remote_write: config::RemoteWriteConfig,
+    pub webhooks: Vec<config::WebhookConfig>,
+    pub llm: Option<config::LlmConfig>,
+}
+
+impl ServeConfig {
+    /// Defaults for `addr` and `data_dir` (what `lara serve` uses without flags).
+    pub fn new(addr: &str, data_dir: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            addr: addr.to_string(),
+            data_dir: data_dir.into(),
+            token: None,
+            max_body: 64 << 20,
+            max_rows: 100_000,
+            threads: 4,
+            remote_write: config::RemoteWriteConfig::default(),
+            webhooks: Vec::new(),
+            llm: None,
+        }
+    }
 }
 
 /// A model known to the service.
@@ -83,6 +111,9 @@ pub struct EntityInfo {
     pub last_alarm_row: Option<u64>,
     pub last_timestamp: Option<String>,
     pub events: u64,
+    /// Whether the latest row was anomalous (an alarm is the first row of an episode).
+    #[serde(default)]
+    pub in_episode: bool,
 }
 
 pub(crate) struct LoadedModel {
@@ -106,20 +137,51 @@ pub struct Job {
     pub error: Option<String>,
 }
 
+/// Upper bounds (seconds) of the request latency histogram.
+pub(crate) const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
 #[derive(Default)]
 pub(crate) struct Metrics {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
     pub rows: AtomicU64,
+    /// Anomalous rows.
+    pub anomalous_rows: AtomicU64,
+    /// Alarms (first rows of episodes).
     pub alarms: AtomicU64,
     pub adaptations: AtomicU64,
+    pub rollbacks: AtomicU64,
+    /// Request latency histogram: counts per bucket of [`LATENCY_BUCKETS`] (+Inf last), sum in µs.
+    pub latency: [AtomicU64; 13],
+    pub latency_sum_us: AtomicU64,
+    pub sse_clients: AtomicU64,
+    pub webhooks_delivered: AtomicU64,
+    pub webhooks_retried: AtomicU64,
+    pub webhooks_dead: AtomicU64,
+    pub remote_write_samples: AtomicU64,
+    pub remote_write_dropped: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn observe(&self, seconds: f64) {
+        let i = LATENCY_BUCKETS.iter().position(|&b| seconds <= b).unwrap_or(LATENCY_BUCKETS.len());
+        self.latency[i].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
 }
 
 /// The service's state: the store, the loaded models and the live monitors.
 pub struct Service {
     pub(crate) store: Store,
+    pub(crate) data_dir: PathBuf,
     pub(crate) token: Option<String>,
     pub(crate) max_body: usize,
+    pub(crate) max_rows: usize,
+    pub(crate) remote_write: config::RemoteWriteConfig,
+    /// Partial remote-write rows per entity.
+    pub(crate) pending: Mutex<HashMap<String, remote_write::Pending>>,
+    pub(crate) hub: alarms::AlarmHub,
+    pub(crate) explainer: Option<explain::Explainer>,
     pub(crate) models: Mutex<HashMap<String, LoadedModel>>,
     /// Each entity behind its own lock: ingests of different entities run in parallel.
     pub(crate) entities: RwLock<HashMap<String, Arc<Mutex<Entity>>>>,
@@ -131,12 +193,12 @@ pub struct Service {
 impl Service {
     /// Opens the store and restores every model and entity.
     pub fn open(cfg: &ServeConfig) -> Result<Arc<Service>, ServerError> {
-        let store = Store::open(&cfg.data_dir)?;
+        let store = Store::open(&cfg.data_dir, cfg.webhooks.len() as u32)?;
         let mut models = HashMap::new();
         for (id, bytes) in store.models()? {
             let det = Detector::from_bytes(std::path::Path::new(&id), &bytes)
                 .map_err(|e| ServerError::Store(format!("model {id}: {e}")))?;
-            let info = api::model_info(&id, &det, &bytes);
+            let info = models::model_info(&id, &det, &bytes);
             models.insert(id, LoadedModel { det: Arc::new(det), info });
         }
         let mut entities = HashMap::new();
@@ -149,10 +211,20 @@ impl Service {
             entities.insert(id, Arc::new(Mutex::new(Entity { info, monitor })));
         }
         tracing::info!(models = models.len(), entities = entities.len(), "store opened");
+        let explainer = match &cfg.llm {
+            Some(l) => Some(explain::Explainer::new(l)?),
+            None => None,
+        };
         Ok(Arc::new(Service {
             store,
+            data_dir: cfg.data_dir.clone(),
             token: cfg.token.clone(),
             max_body: cfg.max_body,
+            max_rows: cfg.max_rows,
+            remote_write: cfg.remote_write.clone(),
+            pending: Mutex::new(HashMap::new()),
+            hub: alarms::AlarmHub::default(),
+            explainer,
             models: Mutex::new(models),
             entities: RwLock::new(entities),
             jobs: Mutex::new(HashMap::new()),
@@ -200,6 +272,7 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), ServerError> {
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| ServerError::Other(format!("{}: {e}", cfg.addr)))?;
     let server = Arc::new(server);
+    alarms::start_webhooks(&service, &cfg.webhooks);
     println!("listening on http://{}", server.server_addr());
     use std::io::Write;
     let _ = std::io::stdout().flush();

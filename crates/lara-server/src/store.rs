@@ -15,6 +15,19 @@ const ENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entities");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
 const EVENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("events");
+/// An entity's raw rows (f32 little-endian), the history `POST /v1/models/{id}/train` reads.
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+/// Alarms not yet delivered to a webhook: key = hook (u32 BE) + sequence (u64 BE).
+const OUTBOX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outbox");
+/// Alarms a webhook gave up on, with the last error (same keys as the outbox).
+const DEAD_LETTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("dead_letters");
+
+fn outbox_key(hook: u32, seq: u64) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(&hook.to_be_bytes());
+    k[4..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
 
 /// Key of an entity's row `i`: the entity id, a 0 byte, `i` big-endian (range scans in order).
 pub fn row_key(entity: &str, i: u64) -> Vec<u8> {
@@ -39,14 +52,22 @@ pub struct IngestWrite<'a> {
     pub results: Vec<(u64, Vec<u8>)>,
     /// `(sequence, JSON)` events.
     pub events: Vec<(u64, Vec<u8>)>,
+    /// `(row, values)` raw rows.
+    pub rows: Vec<(u64, Vec<f32>)>,
+    /// Alarms (JSON) to put in every webhook's outbox.
+    pub alarms: Vec<Vec<u8>>,
 }
 
 pub struct Store {
     db: Database,
+    /// Webhooks configured: each alarm goes into this many outboxes.
+    hooks: u32,
+    next_outbox: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<Store, ServerError> {
+    /// Opens (or creates) `dir/lara.redb`; `hooks` webhooks get an outbox each.
+    pub fn open(dir: &Path, hooks: u32) -> Result<Store, ServerError> {
         std::fs::create_dir_all(dir).map_err(|e| ServerError::Store(format!("{}: {e}", dir.display())))?;
         let path = dir.join("lara.redb");
         let db = Database::create(&path).map_err(|e| ServerError::Store(format!("{}: {e}", path.display())))?;
@@ -55,11 +76,17 @@ impl Store {
         for t in [MODELS, MODEL_META, ENTITIES, SNAPSHOTS] {
             w.open_table(t).map_err(err)?;
         }
-        for t in [RESULTS, EVENTS] {
+        for t in [RESULTS, EVENTS, ROWS, DEAD_LETTERS] {
             w.open_table(t).map_err(err)?;
         }
+        // Outbox sequences continue after the highest one stored (any hook).
+        let mut next = 0u64;
+        for item in w.open_table(OUTBOX).map_err(err)?.iter().map_err(err)? {
+            let (k, _) = item.map_err(err)?;
+            next = next.max(u64::from_be_bytes(k.value()[4..12].try_into().unwrap_or_default()) + 1);
+        }
         w.commit().map_err(err)?;
-        Ok(Store { db })
+        Ok(Store { db, hooks, next_outbox: std::sync::atomic::AtomicU64::new(next) })
     }
 
     fn get(&self, t: TableDefinition<&str, &[u8]>, k: &str) -> Result<Option<Vec<u8>>, ServerError> {
@@ -121,7 +148,7 @@ impl Store {
         w.open_table(ENTITIES).map_err(err)?.remove(id).map_err(err)?;
         w.open_table(SNAPSHOTS).map_err(err)?.remove(id).map_err(err)?;
         let (lo, hi) = (row_key(id, 0), row_key(id, u64::MAX));
-        for t in [RESULTS, EVENTS] {
+        for t in [RESULTS, EVENTS, ROWS] {
             let mut table = w.open_table(t).map_err(err)?;
             let keys: Vec<Vec<u8>> = table
                 .range(lo.as_slice()..=hi.as_slice())
@@ -152,7 +179,82 @@ impl Store {
                 t.insert(row_key(x.entity, *i).as_slice(), v.as_slice()).map_err(err)?;
             }
         }
+        {
+            let mut t = w.open_table(ROWS).map_err(err)?;
+            let mut buf = Vec::new();
+            for (i, row) in &x.rows {
+                buf.clear();
+                row.iter().for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+                t.insert(row_key(x.entity, *i).as_slice(), buf.as_slice()).map_err(err)?;
+            }
+        }
+        if self.hooks > 0 && !x.alarms.is_empty() {
+            let mut t = w.open_table(OUTBOX).map_err(err)?;
+            for a in &x.alarms {
+                let seq = self.next_outbox.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                for hook in 0..self.hooks {
+                    t.insert(outbox_key(hook, seq).as_slice(), a.as_slice()).map_err(err)?;
+                }
+            }
+        }
         w.commit().map_err(err)
+    }
+
+    /// The raw rows `[from, to]` of an entity, at most `limit`.
+    pub fn rows(&self, entity: &str, from: u64, to: u64, limit: usize) -> Result<Vec<Vec<f32>>, ServerError> {
+        Ok(self
+            .range(ROWS, entity, from, to, limit)?
+            .into_iter()
+            .map(|b| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            .collect())
+    }
+
+    /// The oldest undelivered alarms of webhook `hook`: `(sequence, JSON)`.
+    pub fn outbox(&self, hook: u32, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, ServerError> {
+        let r = self.db.begin_read().map_err(err)?;
+        let table = r.open_table(OUTBOX).map_err(err)?;
+        let (lo, hi) = (outbox_key(hook, 0), outbox_key(hook, u64::MAX));
+        let mut out = Vec::new();
+        for item in table.range(lo.as_slice()..=hi.as_slice()).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            let seq = u64::from_be_bytes(k.value()[4..12].try_into().unwrap_or_default());
+            out.push((seq, v.value().to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a delivered alarm from webhook `hook`'s outbox; with `dead` (a record of why it
+    /// gave up) it moves to the dead letters in the same transaction.
+    pub fn outbox_done(&self, hook: u32, seq: u64, dead: Option<&[u8]>) -> Result<(), ServerError> {
+        let w = self.db.begin_write().map_err(err)?;
+        let k = outbox_key(hook, seq);
+        w.open_table(OUTBOX).map_err(err)?.remove(k.as_slice()).map_err(err)?;
+        if let Some(d) = dead {
+            w.open_table(DEAD_LETTERS).map_err(err)?.insert(k.as_slice(), d).map_err(err)?;
+        }
+        w.commit().map_err(err)
+    }
+
+    /// Every dead-letter record (JSON), oldest first.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<Vec<u8>>, ServerError> {
+        let r = self.db.begin_read().map_err(err)?;
+        let table = r.open_table(DEAD_LETTERS).map_err(err)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(err)? {
+            out.push(item.map_err(err)?.1.value().to_vec());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes of the store file on disk.
+    pub fn file_bytes(&self, dir: &Path) -> u64 {
+        std::fs::metadata(dir.join("lara.redb")).map(|m| m.len()).unwrap_or(0)
     }
 
     fn range(

@@ -354,6 +354,20 @@ impl Detector {
         self.score_causal_scaled(&scaled, series.n_rows, self.causal_smooth())
     }
 
+    /// [`Detector::detect`] with causal scores: each row scored from the rows up to it (what a
+    /// static online monitor gives), thresholded at the online calibration's alarm threshold.
+    pub fn detect_causal(&self, series: &lara_core::Series) -> Result<crate::Detection, VaeError> {
+        let online = self.meta.online.as_ref().ok_or_else(|| {
+            VaeError::Threshold("the model has no online calibration (trained before causal scoring); retrain it".into())
+        })?;
+        let cs = self.score_causal(series)?;
+        let threshold = online.score.threshold();
+        let is_anomaly = cs.score.iter().map(|&s| s > threshold).collect();
+        let top_dims = (0..series.n_rows).map(|t| cs.top_dims(t, 3)).collect();
+        let steps = crate::StepScores { score: cs.score.clone(), contrib: cs.contrib, n_cols: cs.n_cols };
+        Ok(crate::Detection { score: cs.score, threshold, is_anomaly, top_dims, steps })
+    }
+
     /// Fits the [`OnlineCalibration`] on causal scores of normal rows.
     pub fn calibrate_online(&self, cs: &CausalScores, smooth: usize) -> Result<OnlineCalibration, VaeError> {
         let risk = self.meta.options.risk;
