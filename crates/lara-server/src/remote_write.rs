@@ -192,6 +192,8 @@ pub struct Ready {
     pub given_up: usize,
     /// Samples at or before the entity's last pushed timestamp (late or duplicate).
     pub late: usize,
+    /// NaN or infinite samples (Prometheus writes a NaN as the staleness marker).
+    pub non_finite: usize,
 }
 
 impl Pending {
@@ -211,9 +213,14 @@ impl Pending {
             }
             let row = self.rows.entry(t).or_default();
             for (c, v) in cols {
-                if columns.contains(&c) {
+                if !v.is_finite() {
+                    ready.non_finite += 1;
+                } else if columns.contains(&c) {
                     row.insert(c, v);
                 }
+            }
+            if row.is_empty() {
+                self.rows.remove(&t);
             }
         }
         let complete = |r: &HashMap<String, f64>| columns.iter().all(|c| r.contains_key(c));
@@ -286,7 +293,7 @@ pub(crate) fn post_write(s: &Arc<Service>, r: &mut Req) -> Answer {
             let mut pending = s.pending.lock().expect("pending lock");
             pending.entry(name.clone()).or_default().add(samples, &columns, last)
         };
-        dropped += ready.late + ready.given_up * columns.len();
+        dropped += ready.late + ready.non_finite + ready.given_up * columns.len();
         if ready.rows.is_empty() {
             continue;
         }
@@ -391,6 +398,10 @@ pub(crate) mod tests {
         let r = p.add(g2.entities["a"].clone(), &cols, Some(10));
         assert_eq!((r.rows, r.timestamps, r.late), (vec![vec![6.0, 2.0]], vec![20], 1));
         assert!(p.is_empty());
+        // A staleness marker (NaN) is dropped, not pushed.
+        let g3 = group(&[series("cpu", "a", &[(f64::NAN, 30)]), series("mem", "a", &[(1.0, 30)])], "instance", "__name__");
+        let r = p.add(g3.entities["a"].clone(), &cols, Some(20));
+        assert_eq!((r.rows.len(), r.non_finite), (0, 1));
     }
 
     #[test]
