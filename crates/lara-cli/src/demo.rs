@@ -2,7 +2,7 @@
 
 use crate::bench::difference_score;
 use crate::eval::estimated_window;
-use crate::plot::{write_detection_plot, DetectionPlot, LEGEND};
+use crate::plot::{write_detection_plot, DetectionPlot};
 use crate::report::{fmt3, fmt_opt, table};
 use crate::vae_cmds::{training_progress, write_detection_csv};
 use anyhow::{Context, Result};
@@ -94,17 +94,15 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     print!("{}", table(&["metric", "lara VAE", "|Δx| baseline"], &rows));
 
     let png_path = args.out_dir.join("detections.png");
-    let plot = DetectionPlot {
-        columns: vec![series.column(0).iter().map(|&v| v as f64).collect()],
-        scores: &detection.score,
-        threshold: Some(detection.threshold),
-        labels: Some(labels),
-        train_end: series.train_end,
-        thresholds: None,
-        markers: &[],
-    };
+    let mut plot = DetectionPlot::new(&series, &[0], &detection.score, &detection.is_anomaly);
+    plot.title = format!("lara demo: {DEMO_NAME}");
+    plot.subtitle = format!(
+        "VAE detector (window {}) trained on the first {} rows; look-ahead scores; POT threshold {:.3}: {alarms} alarms",
+        detector.meta.options.window, series.train_end, detection.threshold
+    );
+    plot.threshold = Some(detection.threshold);
     write_detection_plot(&png_path, &plot)?;
-    println!("plot: {} ({LEGEND})", png_path.display());
+    println!("plot: {}", png_path.display());
     println!(
         "files in {}: the data, model.lara, detections.csv. Next:\n  lara detect --model {} --data {} --out scores.csv",
         args.out_dir.display(),
@@ -184,8 +182,9 @@ fn online(args: &DemoArgs) -> Result<()> {
     let ev = args.out_dir.join("events.jsonl");
     write_events(&ev, &r.events)?;
     let png = args.out_dir.join("online.png");
-    write_replay_plot(&png, &series, &r)?;
-    println!("files: {}, {}, {} ({LEGEND})", csv.display(), ev.display(), png.display());
+    let title = format!("lara demo (online): {SHIFT_NAME}");
+    write_replay_plot(&png, &series, &r, &title, "adapt")?;
+    println!("files: {}, {}, {}", csv.display(), ev.display(), png.display());
     println!("Next:\n  lara replay --data {} --out scores.csv --events events.jsonl", data_path.display());
     Ok(())
 }

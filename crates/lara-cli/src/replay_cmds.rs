@@ -171,7 +171,10 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         write_events(p, &r.events)?;
     }
     if let Some(p) = &args.plot {
-        write_replay_plot(p, &series, &r)?;
+        let name =
+            args.data.file_name().map_or_else(|| args.data.display().to_string(), |f| f.to_string_lossy().into_owned());
+        write_replay_plot(p, &series, &r, &format!("lara replay: {name}"), &args.policy.to_string())?;
+        println!("plot written to {}", p.display());
     }
     let alarms = r.results.iter().filter(|s| s.is_anomaly).count();
     let count = |k: &str| r.events.iter().filter(|e| e.kind == k).count();
@@ -231,25 +234,37 @@ pub fn write_scores_csv(path: &Path, series: &Series, results: &[Scored]) -> Res
     lara_core::write_atomic(path, out.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-/// The replay's plot: data, score, per-row threshold, alarms, labels, adaptations.
-pub fn write_replay_plot(path: &Path, series: &Series, r: &Replay) -> Result<()> {
+/// The replay's plot (`title` on top, `policy` named in the subtitle): the data (the
+/// columns most often among the alarms' top contributors), the score, the per-row
+/// threshold, alarms, labels and the monitor's decisions (adaptations, re-selections,
+/// roll-backs, retrains).
+pub fn write_replay_plot(path: &Path, series: &Series, r: &Replay, title: &str, policy: &str) -> Result<()> {
     let scores: Vec<f64> = r.results.iter().map(|s| s.score).collect();
     let thresholds: Vec<f64> = r.results.iter().map(|s| s.threshold).collect();
-    let markers: Vec<usize> = r
+    let alarms: Vec<bool> = r.results.iter().map(|s| s.is_anomaly).collect();
+    let markers: Vec<crate::plot::Marker> = r
         .events
         .iter()
         .filter(|e| matches!(e.kind.as_str(), "adapt" | "reselect" | "rollback" | "retrain"))
-        .map(|e| e.row as usize)
+        .map(|e| crate::plot::Marker { row: e.row as usize, kind: e.kind.clone() })
         .collect();
-    let plot = crate::plot::DetectionPlot {
-        columns: (0..series.n_cols().min(3)).map(|j| series.column(j).iter().map(|&v| v as f64).collect()).collect(),
-        scores: &scores,
-        threshold: None,
-        labels: series.labels.as_deref(),
-        train_end: series.train_end,
-        thresholds: Some(&thresholds),
-        markers: &markers,
+    let show = crate::plot::pick_columns(
+        series.n_cols(),
+        r.results.iter().filter(|s| s.is_anomaly).map(|s| s.top_dims.as_slice()),
+    );
+    let mut plot = crate::plot::DetectionPlot::new(series, &show, &scores, &alarms);
+    plot.title = title.to_string();
+    let n_alarms = alarms.iter().filter(|&&a| a).count();
+    let warmup =
+        if series.train_end > 0 { format!("training prefix {} rows; ", series.train_end) } else { String::new() };
+    let decisions = match markers.len() {
+        1 => "1 monitor decision".to_string(),
+        k => format!("{k} monitor decisions"),
     };
+    plot.subtitle =
+        format!("online monitor, policy {policy}: causal scores, row by row; {warmup}{decisions}; {n_alarms} alarms");
+    plot.thresholds = Some(&thresholds);
+    plot.markers = &markers;
     crate::plot::write_detection_plot(path, &plot)
 }
 

@@ -127,6 +127,10 @@ pub struct DetectArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also draw the data, the score, the threshold, alarms and labels (when the file has
+    /// them) to this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
 }
 
 fn parse_activation(s: &str) -> Result<Activation, String> {
@@ -275,7 +279,7 @@ pub fn detect(args: &DetectArgs) -> Result<()> {
         }
     }
     let t1 = Instant::now();
-    let r = if args.causal { causal_detection(&det, &series)? } else { det.detect(&series, args.stride)? };
+    let r = if args.causal { det.detect_causal(&series)? } else { det.detect(&series, args.stride)? };
     let score_s = t1.elapsed().as_secs_f64();
 
     write_detection_csv(&args.out, &series, &r)?;
@@ -290,6 +294,10 @@ pub fn detect(args: &DetectArgs) -> Result<()> {
         100.0 * n_anom as f64 / series.n_rows.max(1) as f64,
         args.out.display()
     );
+    if let Some(p) = &args.plot {
+        write_detect_plot(p, args, &series, &r)?;
+        println!("plot written to {}", p.display());
+    }
     if let Some(labels) = &series.labels {
         if labels.contains(&1) && series.n_rows > 0 {
             let first: Vec<f64> = (0..series.n_rows).map(|t| series.values[t * series.n_cols()] as f64).collect();
@@ -314,23 +322,32 @@ pub fn detect(args: &DetectArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes one CSV row per input row: `row` (or `timestamp`), `score`, `threshold`,
-/// `is_anomaly`, `top_dims` (the top-3 column names joined by `;`), atomically.
-/// Causal scores of every row in the shape of an offline [`Detection`].
-fn causal_detection(det: &Detector, series: &Series) -> Result<Detection> {
-    let online = det
-        .meta
-        .online
-        .as_ref()
-        .context("the model has no online calibration (trained before causal scoring); retrain it")?;
-    let cs = det.score_causal(series)?;
-    let threshold = online.score.threshold();
-    let is_anomaly = cs.score.iter().map(|&s| s > threshold).collect();
-    let top_dims = (0..series.n_rows).map(|t| cs.top_dims(t, 3)).collect();
-    let steps = lara_vae::StepScores { score: cs.score.clone(), contrib: cs.contrib, n_cols: cs.n_cols };
-    Ok(Detection { score: cs.score, threshold, is_anomaly, top_dims, steps })
+/// `lara detect --plot`: the data (the columns most often among the alarms' top
+/// contributors), the score, the threshold, alarms, labels and the training prefix.
+fn write_detect_plot(path: &Path, args: &DetectArgs, series: &Series, r: &Detection) -> Result<()> {
+    let show = crate::plot::pick_columns(
+        series.n_cols(),
+        r.top_dims.iter().zip(&r.is_anomaly).filter(|(_, &a)| a).map(|(d, _)| d.as_slice()),
+    );
+    let mut plot = crate::plot::DetectionPlot::new(series, &show, &r.score, &r.is_anomaly);
+    let name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |f| f.to_string_lossy().into_owned());
+    plot.title = format!("lara detect: {}", name(&args.data));
+    let n_alarms = r.is_anomaly.iter().filter(|&&a| a).count();
+    plot.subtitle = format!(
+        "model {}; {} scores; threshold {:.4}: {n_alarms} alarms in {} rows",
+        name(&args.model),
+        if args.causal { "causal (online)" } else { "look-ahead (TSB-AD protocol)" },
+        r.threshold,
+        series.n_rows
+    );
+    plot.threshold = Some(r.threshold);
+    crate::plot::write_detection_plot(path, &plot)
 }
 
+/// Causal scores of every row in the shape of an offline [`Detection`].
+
+/// Writes one CSV row per input row: `row` (or `timestamp`), `score`, `threshold`,
+/// `is_anomaly`, `top_dims` (the top-3 column names joined by `;`), atomically.
 pub fn write_detection_csv(path: &Path, series: &Series, r: &Detection) -> Result<()> {
     let mut out = String::with_capacity(series.n_rows * 48);
     let key = if series.timestamps.is_some() { "timestamp" } else { "row" };
