@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Most rows one ingest request may carry [default: 100000].
     #[arg(long)]
     pub max_rows_per_request: Option<usize>,
+    /// Rows between two snapshots of an entity's monitor; a restart replays at most this many
+    /// stored rows per entity [default: 500].
+    #[arg(long)]
+    pub snapshot_every_rows: Option<u64>,
     /// Worker threads answering requests [default: 4].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -74,6 +78,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     cfg.max_body = args.max_body_mib.or(file.max_body_mib).unwrap_or(64).max(1) << 20;
     cfg.max_rows = args.max_rows_per_request.or(file.max_rows_per_request).unwrap_or(100_000).max(1);
     cfg.threads = args.threads.or(file.threads).unwrap_or(4).max(1);
+    cfg.snapshot_every = args.snapshot_every_rows.or(file.snapshot_every_rows).unwrap_or(500).max(1);
     cfg.remote_write = file.remote_write.unwrap_or_default();
     cfg.webhooks = file.webhooks;
     cfg.llm = file.llm;

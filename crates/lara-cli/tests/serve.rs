@@ -357,6 +357,10 @@ fn detect_and_training_from_history_match_the_cli() {
     // Training from history: rows pushed to an entity become a model's training data.
     assert_eq!(call("PUT", &u("/v1/entities/h"), "application/json", br#"{"model": "nab"}"#, None).0, 201);
     push_values(&srv.base, "h", &values()[..246], None);
+    let (_, b) = call("GET", &u("/v1/entities/h/scores?from=5&to=6&values=true"), "", b"", None);
+    let got = js(&b)["results"].as_array().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["values"][0].as_f64().unwrap(), values()[5] as f32 as f64);
     let (st, b) = call("POST", &u("/v1/models/fromh/train?entity=h&window=24&seed=7"), "", b"", None);
     assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
     let job = js(&b)["job"].as_str().unwrap().to_string();

@@ -48,7 +48,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/v1/entities/{id}", summary: "One entity", body: "", answer: "application/json: Entity", handler: get_entity },
     Route { method: "DELETE", path: "/v1/entities/{id}", summary: "Delete an entity with its results and events", body: "", answer: "204", handler: delete_entity },
     Route { method: "POST", path: "/v1/entities/{id}/points", summary: "Ingest rows in time order and score them: {\"rows\": [[..]], \"timestamps\": [..]} or a CSV with the model's columns (+ timestamp)", body: "application/json or text/csv", answer: "application/json: {results: [Scored]}", handler: post_points },
-    Route { method: "GET", path: "/v1/entities/{id}/scores", summary: "Stored results of rows [from, to] (query: from, to, limit)", body: "", answer: "application/json: {results: [Scored]}", handler: get_scores },
+    Route { method: "GET", path: "/v1/entities/{id}/scores", summary: "Stored results of rows [from, to] (query: from, to, limit; values=true adds each row's values)", body: "", answer: "application/json: {results: [Scored]}", handler: get_scores },
     Route { method: "GET", path: "/v1/entities/{id}/alarms", summary: "Stored results with is_anomaly (query: from, to, limit)", body: "", answer: "application/json: {alarms: [Scored]}", handler: get_alarms },
     Route { method: "GET", path: "/v1/entities/{id}/events", summary: "The monitor's decisions with their evidence", body: "", answer: "application/json: {events: [Event]}", handler: get_events },
     Route { method: "POST", path: "/v1/entities/{id}/adapt", summary: "Adapt now on the newest rows (re-selects a stored pattern that explains them, else LARA); validated on the next rows", body: "", answer: "application/json: {entity, events}", handler: post_adapt },
@@ -59,8 +59,11 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/v1/webhooks/dead-letters", summary: "Alarms a webhook gave up on, with the last error", body: "", answer: "application/json: {dead_letters}", handler: get_dead_letters },
 ];
 
-/// Routes answered without the bearer token.
-const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+/// Routes answered without the bearer token: health, and the dashboard's page and assets
+/// (the page asks for the token and sends it with every API call).
+fn is_open(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/") || path.starts_with("/assets/")
+}
 
 /// Status of an [`Answer`] that hands the connection to the Server-Sent Events writer; its
 /// body is the entity filter (empty: all).
@@ -182,9 +185,15 @@ fn route(service: &Arc<Service>, request: &mut Request) -> Answer {
         })
         .collect();
     if let Some(t) = &service.token {
-        let given = header(request, "Authorization");
-        let given = given.strip_prefix("Bearer ").unwrap_or("");
-        if !OPEN_PATHS.contains(&path) && !constant_time_eq(given.as_bytes(), t.as_bytes()) {
+        let header_value = header(request, "Authorization");
+        let mut given = header_value.strip_prefix("Bearer ").unwrap_or("").to_string();
+        // A browser's EventSource cannot set headers: the stream also takes ?access_token=.
+        if given.is_empty() && path == "/v1/alarms/stream" {
+            if let Some((_, v)) = query.iter().find(|(k, _)| k == "access_token") {
+                given = v.clone();
+            }
+        }
+        if !is_open(path) && !constant_time_eq(given.as_bytes(), t.as_bytes()) {
             return bad(401, "missing or wrong bearer token (Authorization: Bearer <token>)");
         }
     }

@@ -7,6 +7,7 @@
 //! token_file = "token.txt"      # bearer token (relative to this file)
 //! max_body_mib = 64
 //! max_rows_per_request = 100000
+//! snapshot_every_rows = 500     # restart replays at most this many stored rows per entity
 //! threads = 4
 //!
 //! [remote_write]                # Prometheus remote-write on POST /api/v1/write
@@ -42,6 +43,8 @@ pub struct FileConfig {
     pub token_file: Option<PathBuf>,
     pub max_body_mib: Option<usize>,
     pub max_rows_per_request: Option<usize>,
+    /// Rows between two snapshots of an entity's monitor (default 500).
+    pub snapshot_every_rows: Option<u64>,
     pub threads: Option<usize>,
     pub remote_write: Option<RemoteWriteConfig>,
     #[serde(default)]

@@ -113,6 +113,7 @@ pub(crate) fn create_entity(
         last_timestamp: None,
         events: 0,
         in_episode: false,
+        snapshot_row: 0,
     };
     let snap = monitor.snapshot().map_err(|e| bad(500, e.to_string()))?;
     s.store
@@ -302,7 +303,7 @@ pub(crate) fn ingest(
         results.iter().zip(&out).map(|(sc, v)| (sc.row, serde_json::to_vec(v).unwrap_or_default())).collect();
     let raw: Vec<(u64, Vec<f32>)> = results.iter().zip(rows).map(|(sc, row)| (sc.row, row)).collect();
     let alarm_bytes: Vec<Vec<u8>> = alarms.iter().map(|a| a.to_string().into_bytes()).collect();
-    commit(s, ent, mon, info, Written { results: stored, rows: raw, alarms: alarm_bytes }, &events)?;
+    commit(s, ent, mon, info, Written { results: stored, rows: raw, alarms: alarm_bytes }, &events, false)?;
     s.metrics.rows.fetch_add(results.len() as u64, Ordering::Relaxed);
     s.metrics.anomalous_rows.fetch_add(anomalous, Ordering::Relaxed);
     s.metrics.alarms.fetch_add(alarms.len() as u64, Ordering::Relaxed);
@@ -330,8 +331,11 @@ pub(crate) struct Written {
     pub alarms: Vec<Vec<u8>>,
 }
 
-/// Stores the new monitor's snapshot, the entity's description, `results` and `events` in one
-/// transaction, then swaps the new monitor in (nothing changes when the store fails).
+/// Stores the entity's description, `results`, rows and `events` in one transaction, with a
+/// new snapshot of the monitor when `force_snapshot` or when `snapshot_every` rows have passed
+/// since the stored one (a restart restores that snapshot and replays the stored rows after
+/// it: the monitor is deterministic, so the state is the same). Then swaps the new monitor in
+/// (nothing changes when the store fails).
 pub(crate) fn commit(
     s: &Service,
     ent: &mut Entity,
@@ -339,14 +343,20 @@ pub(crate) fn commit(
     mut info: EntityInfo,
     written: Written,
     events: &[lara_stream::Event],
+    force_snapshot: bool,
 ) -> Result<(), Answer> {
-    let snap = mon.snapshot().map_err(|e| bad(500, e.to_string()))?;
+    let snapshot = if force_snapshot || mon.rows_seen() >= info.snapshot_row + s.snapshot_every {
+        info.snapshot_row = mon.rows_seen();
+        Some(mon.snapshot().map_err(|e| bad(500, e.to_string()))?)
+    } else {
+        None
+    };
     let first = info.events;
     info.events += events.len() as u64;
     let write = IngestWrite {
-        entity: &info.id,
-        meta: &serde_json::to_vec(&info).unwrap_or_default(),
-        snapshot: &snap,
+        entity: info.id.clone(),
+        meta: serde_json::to_vec(&info).unwrap_or_default(),
+        snapshot,
         results: written.results,
         rows: written.rows,
         alarms: written.alarms,
@@ -362,8 +372,8 @@ pub(crate) fn commit(
     Ok(())
 }
 
-/// Runs an operator control on a copy of the monitor; stores its snapshot and events in one
-/// transaction, then swaps it in.
+/// Runs an operator control on a copy of the monitor; stores its snapshot (a control is not
+/// replayable from rows) and events in one transaction, then swaps it in.
 pub(crate) fn control(s: &Service, id: &str, f: fn(&mut Monitor) -> Result<(), lara_stream::StreamError>) -> Answer {
     let Some(shared) = entity(s, id) else { return bad(404, format!("no entity {id:?}")) };
     let mut guard = shared.lock().expect("entity lock");
@@ -374,7 +384,7 @@ pub(crate) fn control(s: &Service, id: &str, f: fn(&mut Monitor) -> Result<(), l
     }
     let events = mon.drain_events();
     let info = ent.info.clone();
-    if let Err(a) = commit(s, ent, mon, info, Written::default(), &events) {
+    if let Err(a) = commit(s, ent, mon, info, Written::default(), &events, true) {
         return a;
     }
     count_events(s, &events);
@@ -428,6 +438,11 @@ pub(crate) fn stored(s: &Service, r: &Req, only_alarms: bool) -> Result<Vec<Valu
     let from: u64 = r.q_num("from")?.unwrap_or(0);
     let to: u64 = r.q_num("to")?.unwrap_or(u64::MAX);
     let limit: usize = r.q_num("limit")?.unwrap_or(100_000).min(1_000_000);
+    let with_values = match r.q("values").unwrap_or("false") {
+        "true" | "1" => true,
+        "false" | "0" => false,
+        v => return Err(bad(400, format!("query parameter values={v:?}: expected true or false"))),
+    };
     let raw = s
         .store
         .results(id, from, to, if only_alarms { usize::MAX } else { limit })
@@ -440,6 +455,13 @@ pub(crate) fn stored(s: &Service, r: &Req, only_alarms: bool) -> Result<Vec<Valu
             if out.len() >= limit {
                 break;
             }
+        }
+    }
+    if with_values {
+        let rows: Vec<u64> = out.iter().map(|v| v["row"].as_u64().unwrap_or_default()).collect();
+        let vals = s.store.rows_at(id, &rows).map_err(|e| bad(500, e.to_string()))?;
+        for (v, x) in out.iter_mut().zip(vals) {
+            v["values"] = json!(x);
         }
     }
     Ok(out)

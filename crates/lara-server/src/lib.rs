@@ -63,6 +63,9 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// Most rows one ingest request may carry.
     pub max_rows: usize,
+    /// An entity's snapshot is rewritten after this many rows (between two, its rows are
+    /// stored and replayed on restart).
+    pub snapshot_every: u64,
     pub threads: usize,
     pub remote_write: config::RemoteWriteConfig,
     pub webhooks: Vec<config::WebhookConfig>,
@@ -78,6 +81,7 @@ impl ServeConfig {
             token: None,
             max_body: 64 << 20,
             max_rows: 100_000,
+            snapshot_every: 500,
             threads: 4,
             remote_write: config::RemoteWriteConfig::default(),
             webhooks: Vec::new(),
@@ -114,6 +118,9 @@ pub struct EntityInfo {
     /// Whether the latest row was anomalous (an alarm is the first row of an episode).
     #[serde(default)]
     pub in_episode: bool,
+    /// Rows the stored snapshot covers.
+    #[serde(default)]
+    pub snapshot_row: u64,
 }
 
 pub(crate) struct LoadedModel {
@@ -177,6 +184,7 @@ pub struct Service {
     pub(crate) token: Option<String>,
     pub(crate) max_body: usize,
     pub(crate) max_rows: usize,
+    pub(crate) snapshot_every: u64,
     pub(crate) remote_write: config::RemoteWriteConfig,
     /// Partial remote-write rows per entity.
     pub(crate) pending: Mutex<HashMap<String, remote_write::Pending>>,
@@ -207,7 +215,22 @@ impl Service {
                 serde_json::from_slice(&meta).map_err(|e| ServerError::Store(format!("entity {id}: {e}")))?;
             let snap = store.snapshot(&id)?.ok_or_else(|| ServerError::Store(format!("entity {id}: no snapshot")))?;
             let base = models.get(&info.model).map(|m: &LoadedModel| m.det.clone());
-            let monitor = Monitor::restore(&snap, base).map_err(|e| ServerError::Store(format!("entity {id}: {e}")))?;
+            let mut monitor =
+                Monitor::restore(&snap, base).map_err(|e| ServerError::Store(format!("entity {id}: {e}")))?;
+            // Rows stored after the snapshot: replayed (their results and events are stored).
+            let seen = monitor.rows_seen();
+            if info.rows > seen {
+                let rows = store.rows(&id, seen, info.rows - 1, usize::MAX)?;
+                if rows.len() as u64 != info.rows - seen {
+                    return Err(ServerError::Store(format!(
+                        "entity {id}: {} rows stored after the snapshot at row {seen}, expected {}",
+                        rows.len(),
+                        info.rows - seen
+                    )));
+                }
+                monitor.push(&rows).map_err(|e| ServerError::Store(format!("entity {id}: replay: {e}")))?;
+                monitor.drain_events();
+            }
             entities.insert(id, Arc::new(Mutex::new(Entity { info, monitor })));
         }
         tracing::info!(models = models.len(), entities = entities.len(), "store opened");
@@ -221,6 +244,7 @@ impl Service {
             token: cfg.token.clone(),
             max_body: cfg.max_body,
             max_rows: cfg.max_rows,
+            snapshot_every: cfg.snapshot_every.max(1),
             remote_write: cfg.remote_write.clone(),
             pending: Mutex::new(HashMap::new()),
             hub: alarms::AlarmHub::default(),

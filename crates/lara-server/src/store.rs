@@ -43,11 +43,13 @@ fn err(e: impl std::fmt::Display) -> ServerError {
 }
 
 /// What one ingest writes.
-pub struct IngestWrite<'a> {
-    pub entity: &'a str,
+pub struct IngestWrite {
+    pub entity: String,
     /// The entity's description (last timestamp, counters).
-    pub meta: &'a [u8],
-    pub snapshot: &'a [u8],
+    pub meta: Vec<u8>,
+    /// The monitor's new snapshot, when this ingest takes one (else the stored snapshot plus
+    /// the stored rows after it restore the monitor).
+    pub snapshot: Option<Vec<u8>>,
     /// `(row, JSON)` results.
     pub results: Vec<(u64, Vec<u8>)>,
     /// `(sequence, JSON)` events.
@@ -58,8 +60,20 @@ pub struct IngestWrite<'a> {
     pub alarms: Vec<Vec<u8>>,
 }
 
+/// Group commit: ingests that arrive while a transaction is being written wait, and the next
+/// writer commits all of them in one transaction (one fsync).
+#[derive(Default)]
+struct Group {
+    queue: Vec<(u64, IngestWrite)>,
+    done: std::collections::HashMap<u64, Result<(), String>>,
+    writing: bool,
+    next: u64,
+}
+
 pub struct Store {
     db: Database,
+    group: std::sync::Mutex<Group>,
+    group_cv: std::sync::Condvar,
     /// Webhooks configured: each alarm goes into this many outboxes.
     hooks: u32,
     next_outbox: std::sync::atomic::AtomicU64,
@@ -86,7 +100,13 @@ impl Store {
             next = next.max(u64::from_be_bytes(k.value()[4..12].try_into().unwrap_or_default()) + 1);
         }
         w.commit().map_err(err)?;
-        Ok(Store { db, hooks, next_outbox: std::sync::atomic::AtomicU64::new(next) })
+        Ok(Store {
+            db,
+            group: Default::default(),
+            group_cv: Default::default(),
+            hooks,
+            next_outbox: std::sync::atomic::AtomicU64::new(next),
+        })
     }
 
     fn get(&self, t: TableDefinition<&str, &[u8]>, k: &str) -> Result<Option<Vec<u8>>, ServerError> {
@@ -162,38 +182,68 @@ impl Store {
         w.commit().map_err(err)
     }
 
-    /// One ingest, atomically.
+    /// One ingest, atomically and durably: when this returns `Ok`, the write is on disk.
+    /// Concurrent ingests share a transaction (group commit); if it fails, all of them fail
+    /// and none is stored.
     pub fn ingest(&self, x: IngestWrite) -> Result<(), ServerError> {
+        let mut g = self.group.lock().expect("group lock");
+        let ticket = g.next;
+        g.next += 1;
+        g.queue.push((ticket, x));
+        loop {
+            if let Some(r) = g.done.remove(&ticket) {
+                return r.map_err(ServerError::Store);
+            }
+            if !g.writing {
+                g.writing = true;
+                let batch = std::mem::take(&mut g.queue);
+                drop(g);
+                let r = self.write_batch(&batch).map_err(|e| e.to_string());
+                g = self.group.lock().expect("group lock");
+                for (t, _) in &batch {
+                    g.done.insert(*t, r.clone());
+                }
+                g.writing = false;
+                self.group_cv.notify_all();
+                continue;
+            }
+            g = self.group_cv.wait(g).expect("group lock");
+        }
+    }
+
+    fn write_batch(&self, batch: &[(u64, IngestWrite)]) -> Result<(), ServerError> {
         let w = self.db.begin_write().map_err(err)?;
-        w.open_table(SNAPSHOTS).map_err(err)?.insert(x.entity, x.snapshot).map_err(err)?;
-        w.open_table(ENTITIES).map_err(err)?.insert(x.entity, x.meta).map_err(err)?;
         {
-            let mut t = w.open_table(RESULTS).map_err(err)?;
-            for (i, v) in &x.results {
-                t.insert(row_key(x.entity, *i).as_slice(), v.as_slice()).map_err(err)?;
-            }
-        }
-        {
-            let mut t = w.open_table(EVENTS).map_err(err)?;
-            for (i, v) in &x.events {
-                t.insert(row_key(x.entity, *i).as_slice(), v.as_slice()).map_err(err)?;
-            }
-        }
-        {
-            let mut t = w.open_table(ROWS).map_err(err)?;
+            let mut snaps = w.open_table(SNAPSHOTS).map_err(err)?;
+            let mut ents = w.open_table(ENTITIES).map_err(err)?;
+            let mut results = w.open_table(RESULTS).map_err(err)?;
+            let mut events = w.open_table(EVENTS).map_err(err)?;
+            let mut rows = w.open_table(ROWS).map_err(err)?;
+            let mut outbox = w.open_table(OUTBOX).map_err(err)?;
             let mut buf = Vec::new();
-            for (i, row) in &x.rows {
-                buf.clear();
-                row.iter().for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
-                t.insert(row_key(x.entity, *i).as_slice(), buf.as_slice()).map_err(err)?;
-            }
-        }
-        if self.hooks > 0 && !x.alarms.is_empty() {
-            let mut t = w.open_table(OUTBOX).map_err(err)?;
-            for a in &x.alarms {
-                let seq = self.next_outbox.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                for hook in 0..self.hooks {
-                    t.insert(outbox_key(hook, seq).as_slice(), a.as_slice()).map_err(err)?;
+            for (_, x) in batch {
+                if let Some(snap) = &x.snapshot {
+                    snaps.insert(x.entity.as_str(), snap.as_slice()).map_err(err)?;
+                }
+                ents.insert(x.entity.as_str(), x.meta.as_slice()).map_err(err)?;
+                for (i, v) in &x.results {
+                    results.insert(row_key(&x.entity, *i).as_slice(), v.as_slice()).map_err(err)?;
+                }
+                for (i, v) in &x.events {
+                    events.insert(row_key(&x.entity, *i).as_slice(), v.as_slice()).map_err(err)?;
+                }
+                for (i, row) in &x.rows {
+                    buf.clear();
+                    row.iter().for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+                    rows.insert(row_key(&x.entity, *i).as_slice(), buf.as_slice()).map_err(err)?;
+                }
+                if self.hooks > 0 {
+                    for a in &x.alarms {
+                        let seq = self.next_outbox.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        for hook in 0..self.hooks {
+                            outbox.insert(outbox_key(hook, seq).as_slice(), a.as_slice()).map_err(err)?;
+                        }
+                    }
                 }
             }
         }
@@ -207,6 +257,19 @@ impl Store {
             .into_iter()
             .map(|b| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
             .collect())
+    }
+
+    /// The raw rows at `rows` of an entity (None where not stored), in one read transaction.
+    pub fn rows_at(&self, entity: &str, rows: &[u64]) -> Result<Vec<Option<Vec<f32>>>, ServerError> {
+        let r = self.db.begin_read().map_err(err)?;
+        let table = r.open_table(ROWS).map_err(err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for &i in rows {
+            out.push(table.get(row_key(entity, i).as_slice()).map_err(err)?.map(|v| {
+                v.value().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            }));
+        }
+        Ok(out)
     }
 
     /// The oldest undelivered alarms of webhook `hook`: `(sequence, JSON)`.
