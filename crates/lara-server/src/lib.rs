@@ -4,17 +4,33 @@
 //! monitor of `lara-stream`, with a durable embedded store (redb, one file in
 //! `--data-dir`). JSON API under `/v1`; its OpenAPI document (`/v1/openapi.json`) is built
 //! from the same route table the server dispatches on ([`api::ROUTES`]), so the two cannot
-//! disagree. Prometheus text on `/metrics`.
+//! disagree. Prometheus text on `/metrics`; `/healthz`, `/readyz`. Configuration: flags or
+//! `lara.toml` ([`config`]).
 //!
-//! Durability: an ingest runs on a copy of the entity's monitor; the new snapshot, the
-//! results and the events are written in one redb transaction, committed before the answer,
-//! and only then does the copy replace the live monitor. An acknowledged row is never lost; a
-//! failed write leaves the entity as it was; a restart restores every entity from its
-//! snapshot, so results after a restart equal those of a run without it (tested with a
-//! SIGKILL between two ingests). fsync policy: redb's default durability, every commit is
-//! flushed to disk before it returns, so the answer to an ingest means the rows are on disk.
+//! ## Ingest paths
+//! `POST /v1/entities/{id}/points` (JSON or CSV), Prometheus remote-write on
+//! `POST /api/v1/write` ([`remote_write`]: label sets map to entity and column, rows are
+//! assembled per scrape timestamp), and stateless `POST /v1/detect` for a whole file.
 //!
-//! Ingests of different entities score in parallel; the store serialises their commits.
+//! ## Durability and the fsync policy
+//! An ingest runs on a copy of the entity's monitor. The rows, their results, the monitor's
+//! events, the alarms for the webhook outboxes and the entity's description are written in
+//! one redb transaction, committed with redb's default durability (flushed and fsynced before
+//! `commit` returns) before the answer; only then does the copy replace the live monitor. So
+//! an acknowledged row is on disk, and a failed write leaves the entity as it was. Concurrent
+//! ingests share a transaction (group commit: one fsync for all of them, each answered after
+//! it). The monitor's snapshot is rewritten every `snapshot_every` rows (500) and after every
+//! operator control; a restart restores the snapshot and replays the stored rows after it —
+//! the monitor is deterministic and batch-invariant, so results after a restart equal those
+//! of a run without it (tested with SIGKILL between ingests and during a sustained ingest).
+//! Partial remote-write rows (a scrape whose series have not all arrived) are kept in memory
+//! only: they are not acknowledged rows.
+//!
+//! ## Alarms
+//! An alarm is the first anomalous row of an episode ([`alarms`]): stored, streamed as
+//! Server-Sent Events, POSTed to webhooks (durable outbox, retries with a doubling backoff,
+//! dead-letter records), explained on `GET /v1/alarms/{id}/explain` (top columns and, with
+//! `[llm]` configured, an LLM's short reason from the operators' documents).
 //!
 //! Models are shared: an entity created with `{"base": id}` starts on the shared base model
 //! by LARA from its first `slots` rows (cold start) and keeps only its adapter and monitor
