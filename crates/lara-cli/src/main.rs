@@ -62,7 +62,8 @@ enum Command {
     /// CoLLaTe: an LLM that reads the operators' expert documents scores the suspicious
     /// windows; its scores and the detector's are aligned and fused.
     Collate(collate_cmds::CollateArgs),
-    /// The LLM backends: `lara llm check` makes one round trip and prints latency and tokens/s.
+    /// The LLM backends: `lara llm fetch` downloads the local model (SmolLM2-135M GGUF,
+    /// checksum-verified); `lara llm check` makes one round trip and prints latency and tokens/s.
     #[command(subcommand)]
     Llm(collate_cmds::LlmCommand),
     /// Replay a data file row by row through the online monitor, exactly as the service

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub enum LlmError {
     /// The local GGUF model file was not found; says how to fetch it.
     #[error(
-        "LLM model file not found at {0}: run scripts/fetch-smollm.sh \
+        "LLM model file not found at {0}: run `lara llm fetch` or scripts/fetch-smollm.sh \
          (or set LARA_LLM_MODEL to a GGUF chat model)"
     )]
     ModelMissing(PathBuf),
@@ -37,6 +37,9 @@ pub enum LlmError {
         #[source]
         source: std::io::Error,
     },
+    /// The model answered with nothing usable (e.g. an empty explanation).
+    #[error("{backend} model {model} gave an empty answer to {what}")]
+    EmptyAnswer { backend: String, model: String, what: String },
     /// Invalid arguments to a library function (empty arrays, mismatched lengths, NaN…).
     #[error("invalid input: {0}")]
     InvalidInput(String),

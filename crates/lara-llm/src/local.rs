@@ -2,7 +2,8 @@
 //! Q4_1 by default) run on the CPU with candle-core quantized tensors ([`crate::llama`], a
 //! minimal port of the llama forward pass that `candle-transformers::quantized_llama` implements;
 //! same greedy tokens on SmolLM2, without compiling all of candle-transformers), greedy
-//! decoding, ChatML prompt format, tokenizer rebuilt from the GGUF metadata.
+//! decoding, ChatML prompt format, tokenizer rebuilt from the GGUF metadata as a
+//! `tokenizers::Tokenizer` ([`crate::tokenizer`]).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -16,9 +17,9 @@ use crate::llama::{self, Llama};
 
 use crate::backend::{ChatRequest, Completion, LlmBackend};
 use crate::error::LlmError;
-use crate::tokenizer::BpeTokenizer;
+use crate::tokenizer::GgufTokenizer;
 
-/// File name of the default model (fetched by `scripts/fetch-smollm.sh`).
+/// File name of the default model (fetched by `lara llm fetch` or `scripts/fetch-smollm.sh`).
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Environment variable that overrides the model path.
 pub const MODEL_ENV: &str = "LARA_LLM_MODEL";
@@ -71,7 +72,7 @@ pub struct LocalOptions {
 /// machine shared with other busy processes `CANDLE_NUM_THREADS=1` can be several times faster.
 pub struct LocalLlm {
     model: Llama,
-    tokenizer: BpeTokenizer,
+    tokenizer: GgufTokenizer,
     model_name: String,
     context: usize,
     im_start: u32,
@@ -87,7 +88,7 @@ impl std::fmt::Debug for LocalLlm {
 
 impl LocalLlm {
     /// Load the model at [`default_model_path`]. Fails with [`LlmError::ModelMissing`] (which
-    /// names `scripts/fetch-smollm.sh`) when the file is absent.
+    /// names `lara llm fetch` and `scripts/fetch-smollm.sh`) when the file is absent.
     pub fn load_default() -> Result<Self, LlmError> {
         Self::load(&default_model_path())
     }
@@ -122,7 +123,8 @@ impl LocalLlm {
             .map(|c| c as usize)
             .unwrap_or(2048)
             .min(llama::MAX_SEQ_LEN);
-        let tokenizer = BpeTokenizer::from_gguf(&content)?;
+        let tokenizer =
+            GgufTokenizer::from_gguf(&content).map_err(|e| LlmError::ModelFile(format!("{}: {e}", path.display())))?;
         let special = |name: &str| {
             tokenizer
                 .token_id(name)
@@ -155,27 +157,30 @@ impl LocalLlm {
         Ok(Self { model, tokenizer, model_name, context, im_start, im_end, stop_ids })
     }
 
-    /// The tokenizer rebuilt from the GGUF metadata.
-    pub fn tokenizer(&self) -> &BpeTokenizer {
+    /// The tokenizer rebuilt from the GGUF metadata (a `tokenizers::Tokenizer`, see
+    /// [`crate::tokenizer`]).
+    pub fn tokenizer(&self) -> &GgufTokenizer {
         &self.tokenizer
     }
 
-    /// ChatML prompt ids: system turn, user turn, open assistant turn.
-    pub fn chat_prompt_ids(&self, request: &ChatRequest) -> Vec<u32> {
-        let nl = self.tokenizer.encode("\n");
+    /// ChatML prompt ids: system turn (omitted when `system` is empty), user turn, open
+    /// assistant turn followed by the request's prefill. `<|im_start|>` / `<|im_end|>` are
+    /// inserted by id; the texts themselves cannot produce control tokens.
+    pub fn chat_prompt_ids(&self, request: &ChatRequest) -> Result<Vec<u32>, LlmError> {
+        let nl = self.tokenizer.encode("\n")?;
         let mut ids = Vec::new();
         for (role, text) in [("system", request.system.as_str()), ("user", request.user.as_str())] {
             if role == "system" && text.is_empty() {
                 continue;
             }
             ids.push(self.im_start);
-            ids.extend(self.tokenizer.encode(&format!("{role}\n{text}")));
+            ids.extend(self.tokenizer.encode(&format!("{role}\n{text}"))?);
             ids.push(self.im_end);
             ids.extend(&nl);
         }
         ids.push(self.im_start);
-        ids.extend(self.tokenizer.encode(&format!("assistant\n{}", request.prefill)));
-        ids
+        ids.extend(self.tokenizer.encode(&format!("assistant\n{}", request.prefill))?);
+        Ok(ids)
     }
 
     fn argmax(logits: &Tensor) -> Result<u32, LlmError> {
@@ -202,7 +207,7 @@ impl LlmBackend for LocalLlm {
         Some(self.context)
     }
     fn count_tokens(&self, text: &str) -> Option<usize> {
-        Some(self.tokenizer.encode(text).len())
+        self.tokenizer.encode(text).ok().map(|ids| ids.len())
     }
 
     fn complete(&mut self, request: &ChatRequest) -> Result<Completion, LlmError> {
@@ -211,15 +216,30 @@ impl LlmBackend for LocalLlm {
 }
 
 impl LocalLlm {
-    fn generate(&mut self, request: &ChatRequest) -> Result<Completion, LlmError> {
-        let start = Instant::now();
-        let prompt = self.chat_prompt_ids(request);
-        let max_new = request.max_tokens.max(1);
+    /// Greedy generation from explicit prompt ids (what [`LlmBackend::complete`] runs on
+    /// [`LocalLlm::chat_prompt_ids`]): at most `max_new` (≥ 1) ids, stopping before
+    /// `<|im_end|>` / EOS / `<|endoftext|>` (not included). Errors on an empty prompt, an id
+    /// outside the vocabulary, or a prompt that does not fit the context with `max_new`.
+    pub fn generate_ids(&mut self, prompt: &[u32], max_new: usize) -> Result<Vec<u32>, LlmError> {
+        let max_new = max_new.max(1);
+        if prompt.is_empty() {
+            return Err(LlmError::InvalidInput("empty prompt".into()));
+        }
+        let vocab = self.tokenizer.vocab_size();
+        if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= vocab) {
+            return Err(LlmError::InvalidInput(format!("token id {bad} outside the vocabulary of {vocab}")));
+        }
         if prompt.len() + max_new > self.context {
             return Err(LlmError::ContextOverflow { prompt: prompt.len(), max_new, context: self.context });
         }
         self.model.clear_kv_cache();
-        let logits = self.model.forward(&prompt, 0)?;
+        let result = self.generate_inner(prompt, max_new);
+        self.model.clear_kv_cache();
+        result
+    }
+
+    fn generate_inner(&mut self, prompt: &[u32], max_new: usize) -> Result<Vec<u32>, LlmError> {
+        let logits = self.model.forward(prompt, 0)?;
         let mut next = Self::argmax(&logits)?;
         let mut generated: Vec<u32> = Vec::new();
         while !self.stop_ids.contains(&next) {
@@ -230,9 +250,15 @@ impl LocalLlm {
             let logits = self.model.forward(&[next], prompt.len() + generated.len() - 1)?;
             next = Self::argmax(&logits)?;
         }
-        self.model.clear_kv_cache();
+        Ok(generated)
+    }
+
+    fn generate(&mut self, request: &ChatRequest) -> Result<Completion, LlmError> {
+        let start = Instant::now();
+        let prompt = self.chat_prompt_ids(request)?;
+        let generated = self.generate_ids(&prompt, request.max_tokens)?;
         Ok(Completion {
-            text: format!("{}{}", request.prefill, self.tokenizer.decode(&generated)),
+            text: format!("{}{}", request.prefill, self.tokenizer.decode(&generated)?),
             prompt_tokens: prompt.len(),
             completion_tokens: generated.len(),
             elapsed: start.elapsed(),

@@ -362,7 +362,7 @@ fn render(
 
 /// Power of ten (a multiple of 3) that brings the channel's largest magnitude into [1, 1000)
 /// when it is ≥ 1000 or < 0.01 (fewer digits = fewer tokens); else 0.
-fn engineering_exponent(values: &[f64]) -> i32 {
+pub(crate) fn engineering_exponent(values: &[f64]) -> i32 {
     let m = values.iter().filter(|x| x.is_finite()).fold(0.0f64, |a, &x| a.max(x.abs()));
     if m == 0.0 || (0.01..1000.0).contains(&m) {
         return 0;
@@ -371,7 +371,7 @@ fn engineering_exponent(values: &[f64]) -> i32 {
 }
 
 /// Decimals so that the channel's largest magnitude has `sig` significant digits (0..=6).
-fn decimals_for(values: &[f64], sig: usize) -> usize {
+pub(crate) fn decimals_for(values: &[f64], sig: usize) -> usize {
     let m = values.iter().filter(|x| x.is_finite()).fold(0.0f64, |a, &x| a.max(x.abs()));
     if m == 0.0 {
         return 0;

@@ -1,47 +1,71 @@
-//! Byte-level BPE tokenizer rebuilt from GGUF metadata (no hub access).
+//! The local model's tokenizer: a [`tokenizers::Tokenizer`] (Hugging Face `tokenizers` crate)
+//! rebuilt from the GGUF metadata, no hub access and no `tokenizer.json`.
 //!
-//! Reads `tokenizer.ggml.tokens`, `tokenizer.ggml.merges` and `tokenizer.ggml.token_type`
-//! (GGUF spec) and implements the GPT-2 byte-level scheme that SmolLM2 uses:
-//! digits are split one per piece (`tokenizer.ggml.pre = "smollm"` in llama.cpp), the rest is
-//! split with the GPT-2 pre-tokenizer pattern
-//! `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
-//! (hand-written scanner, no regex engine), bytes are mapped to printable characters with the
-//! GPT-2 `bytes_to_unicode` table, and each piece is merged by merge rank.
-
-use std::collections::HashMap;
+//! Reads `tokenizer.ggml.model` (must be `gpt2`: byte-level BPE), `tokenizer.ggml.tokens`,
+//! `tokenizer.ggml.merges` and `tokenizer.ggml.token_type` (GGUF spec) and assembles what
+//! SmolLM2's `tokenizer.json` declares:
+//!
+//! * pre-tokenizer: `Digits(individual_digits = true)` (every digit its own piece;
+//!   `tokenizer.ggml.pre = "smollm"` in llama.cpp) then `ByteLevel(add_prefix_space = false)`
+//!   with the GPT-2 pattern `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`;
+//! * model: BPE over the GPT-2 `bytes_to_unicode` alphabet, merges by rank, no unknown token
+//!   (every byte has a token);
+//! * decoder: `ByteLevel` (bytes back to text, invalid UTF-8 replaced by U+FFFD);
+//! * control tokens (`token_type` 3: `<|endoftext|>`, `<|im_start|>`, `<|im_end|>`, …) are
+//!   registered as special tokens, so [`GgufTokenizer::decode`] skips them, but
+//!   [`GgufTokenizer::encode`] never produces them from text: a document that contains the
+//!   string `<|im_end|>` is tokenized as ordinary characters and cannot inject control
+//!   tokens (callers such as [`crate::local::LocalLlm::chat_prompt_ids`] insert them by id).
+//!
+//! It replaced a hand-written BPE; `tests/tokenizer_agreement.rs` keeps that implementation as
+//! the oracle and checks the two agree token for token on lara's prompts and tricky text.
 
 use candle_core::quantized::gguf_file;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
 
 use crate::error::LlmError;
 
 /// GGUF `tokenizer.ggml.token_type` values (llama.cpp `llama_token_type`).
 const TOKEN_TYPE_CONTROL: i32 = 3;
 
-/// A GPT-2-style byte-level BPE tokenizer.
-#[derive(Debug, Clone)]
-pub struct BpeTokenizer {
-    tokens: Vec<String>,
-    token_ids: HashMap<String, u32>,
-    merge_ranks: HashMap<(String, String), u32>,
-    control: Vec<bool>,
-    byte_to_char: [char; 256],
-    char_to_byte: HashMap<char, u8>,
-    /// `tokenizer.ggml.eos_token_id`, if present.
+/// A GPT-2-style byte-level BPE tokenizer built from GGUF metadata (see the module docs).
+#[derive(Clone)]
+pub struct GgufTokenizer {
+    inner: Tokenizer,
+    vocab_size: usize,
+    /// `tokenizer.ggml.eos_token_id`, if present and in range.
     pub eos_id: Option<u32>,
-    /// `tokenizer.ggml.bos_token_id`, if present.
+    /// `tokenizer.ggml.bos_token_id`, if present and in range.
     pub bos_id: Option<u32>,
 }
 
-impl BpeTokenizer {
-    /// Build from a parsed GGUF header. Errors (never panics) on missing or malformed metadata,
-    /// or a tokenizer model other than `gpt2`.
+impl std::fmt::Debug for GgufTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufTokenizer")
+            .field("vocab_size", &self.vocab_size)
+            .field("bos_id", &self.bos_id)
+            .field("eos_id", &self.eos_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GgufTokenizer {
+    /// Build from a parsed GGUF header. Errors (never panics) on missing or malformed metadata
+    /// (the message names the GGUF key), or a tokenizer model other than `gpt2`.
     pub fn from_gguf(content: &gguf_file::Content) -> Result<Self, LlmError> {
         let md = &content.metadata;
         let bad = |what: &str| LlmError::ModelFile(format!("GGUF tokenizer metadata: {what}"));
         if let Some(model) = md.get("tokenizer.ggml.model") {
             let model = model.to_string().map_err(|_| bad("tokenizer.ggml.model is not a string"))?;
             if model != "gpt2" {
-                return Err(bad(&format!("tokenizer model {model:?} is not supported (only byte-level BPE `gpt2`)")));
+                return Err(bad(&format!(
+                    "tokenizer.ggml.model {model:?} is not supported (only byte-level BPE `gpt2`)"
+                )));
             }
         }
         let strings = |key: &str| -> Result<Vec<String>, LlmError> {
@@ -54,22 +78,27 @@ impl BpeTokenizer {
         let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
             Some(v) => v
                 .to_vec()
-                .map_err(|_| bad("token_type is not an array"))?
+                .map_err(|_| bad("tokenizer.ggml.token_type is not an array"))?
                 .iter()
-                .map(|t| t.to_i32().map_err(|_| bad("token_type holds a non-i32")))
+                .map(|t| t.to_i32().map_err(|_| bad("tokenizer.ggml.token_type holds a non-i32")))
                 .collect::<Result<_, _>>()?,
             None => vec![1; tokens.len()],
         };
         if types.len() != tokens.len() {
-            return Err(bad("token_type and tokens differ in length"));
+            return Err(bad(&format!(
+                "tokenizer.ggml.token_type has {} entries but tokenizer.ggml.tokens has {}",
+                types.len(),
+                tokens.len()
+            )));
         }
-        let id = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
         let mut merge_pairs = Vec::with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
-            let (a, b) = m.split_once(' ').ok_or_else(|| bad(&format!("merge {rank} has no space: {m:?}")))?;
-            merge_pairs.push(((a.to_string(), b.to_string()), rank as u32));
+            let (a, b) =
+                m.split_once(' ').ok_or_else(|| bad(&format!("tokenizer.ggml.merges[{rank}] has no space: {m:?}")))?;
+            merge_pairs.push((a.to_string(), b.to_string()));
         }
-        Self::new(
+        let id = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
+        Self::from_parts(
             tokens,
             merge_pairs,
             types.iter().map(|&t| t == TOKEN_TYPE_CONTROL).collect(),
@@ -78,205 +107,106 @@ impl BpeTokenizer {
         )
     }
 
-    /// Build from explicit parts (used by `from_gguf` and by tests).
-    pub fn new(
+    /// Build from explicit parts: `tokens[i]` is the byte-level string of id `i`, `merges` in
+    /// rank order (highest priority first), `control[i]` marks control tokens (same length as
+    /// `tokens`). Out-of-range bos/eos ids are dropped; a duplicated token string is logged
+    /// (only its last id is used). Errors on an empty vocabulary, a merge whose parts or result
+    /// are not in the vocabulary, or mismatched lengths.
+    pub fn from_parts(
         tokens: Vec<String>,
-        merges: Vec<((String, String), u32)>,
+        merges: Vec<(String, String)>,
         control: Vec<bool>,
         bos_id: Option<u32>,
         eos_id: Option<u32>,
     ) -> Result<Self, LlmError> {
+        let bad = |what: String| LlmError::ModelFile(format!("GGUF tokenizer metadata: {what}"));
         if tokens.is_empty() {
-            return Err(LlmError::ModelFile("GGUF tokenizer has no tokens".into()));
+            return Err(bad("tokenizer.ggml.tokens is empty".into()));
         }
-        let n = tokens.len() as u32;
+        if control.len() != tokens.len() {
+            return Err(bad(format!("{} control flags for {} tokens", control.len(), tokens.len())));
+        }
+        let n = u32::try_from(tokens.len()).map_err(|_| bad("too many tokens".into()))?;
+        let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        if vocab.len() != tokens.len() {
+            // The BPE model maps strings to ids: of duplicated strings only the last id is
+            // produced by encode, the others decode to nothing.
+            tracing::warn!(
+                duplicated = tokens.len() - vocab.len(),
+                "GGUF tokenizer.ggml.tokens has duplicated entries; only the last id of each is used"
+            );
+        }
+        // Checked here (not only by `tokenizers`): its builder indexes a buffer of the longest
+        // token's length with the merged length, which a malformed file could overflow.
+        for (rank, (a, b)) in merges.iter().enumerate() {
+            for part in [a, b] {
+                if !vocab.contains_key(part) {
+                    return Err(bad(format!("tokenizer.ggml.merges[{rank}]: {part:?} is not a token")));
+                }
+            }
+            if !vocab.contains_key(&format!("{a}{b}")) {
+                return Err(bad(format!(
+                    "tokenizer.ggml.merges[{rank}]: result {:?} is not a token",
+                    format!("{a}{b}")
+                )));
+            }
+        }
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(|e| bad(format!("cannot build the BPE model from tokenizer.ggml.tokens/merges: {e}")))?;
+        let mut inner = Tokenizer::new(bpe);
+        let pre: Vec<PreTokenizerWrapper> = vec![
+            Digits::new(true).into(),
+            // add_prefix_space = false, trim_offsets = true (offsets only), use_regex = true.
+            ByteLevel::new(false, true, true).into(),
+        ];
+        inner.with_pre_tokenizer(Some(Sequence::new(pre)));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        let specials: Vec<AddedToken> = tokens
+            .iter()
+            .zip(&control)
+            .filter(|(t, &c)| c && !t.is_empty())
+            .map(|(t, _)| AddedToken::from(t.clone(), true))
+            .collect();
+        inner.add_special_tokens(specials).map_err(|e| bad(format!("cannot register the control tokens: {e}")))?;
+        // Special-token strings inside text are tokenized as ordinary text (no injection).
+        inner.set_encode_special_tokens(true);
         let check = |x: Option<u32>| x.filter(|&i| i < n);
-        let token_ids = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        let byte_to_char = bytes_to_unicode();
-        let char_to_byte = byte_to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
-        Ok(Self {
-            tokens,
-            token_ids,
-            merge_ranks: merges.into_iter().collect(),
-            control,
-            byte_to_char,
-            char_to_byte,
-            eos_id: check(eos_id),
-            bos_id: check(bos_id),
-        })
+        Ok(Self { inner, vocab_size: tokens.len(), eos_id: check(eos_id), bos_id: check(bos_id) })
     }
 
-    /// Vocabulary size.
+    /// Vocabulary size (number of GGUF tokens).
     pub fn vocab_size(&self) -> usize {
-        self.tokens.len()
+        self.vocab_size
     }
 
-    /// Id of an exact token string, e.g. `<|im_start|>`.
+    /// Id of an exact token string, e.g. `<|im_start|>` (byte-level form: `Ġ` for a space).
     pub fn token_id(&self, token: &str) -> Option<u32> {
-        self.token_ids.get(token).copied()
+        self.inner.token_to_id(token)
     }
 
-    /// Encode plain text (special-token strings inside `text` are NOT interpreted: they are
-    /// tokenized as ordinary characters, so document text cannot inject control tokens).
-    pub fn encode(&self, text: &str) -> Vec<u32> {
-        let mut out = Vec::new();
-        for piece in pre_tokenize(text) {
-            let mapped: String = piece.bytes().map(|b| self.byte_to_char[b as usize]).collect();
-            self.bpe(&mapped, &mut out);
-        }
-        out
+    /// Encode plain text (special-token strings inside `text` are NOT interpreted, see the
+    /// module docs). No BOS/EOS is added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
+        let enc = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|e| LlmError::Inference(format!("tokenizer: cannot encode {} bytes of text: {e}", text.len())))?;
+        Ok(enc.get_ids().to_vec())
     }
 
-    fn bpe(&self, word: &str, out: &mut Vec<u32>) {
-        if let Some(&id) = self.token_ids.get(word) {
-            out.push(id);
-            return;
-        }
-        let mut parts: Vec<String> = word.chars().map(|c| c.to_string()).collect();
-        while parts.len() > 1 {
-            let mut best: Option<(u32, usize)> = None;
-            for i in 0..parts.len() - 1 {
-                if let Some(&r) = self.merge_ranks.get(&(parts[i].clone(), parts[i + 1].clone())) {
-                    if !matches!(best, Some((br, _)) if br <= r) {
-                        best = Some((r, i));
-                    }
-                }
-            }
-            let Some((_, i)) = best else { break };
-            let merged = format!("{}{}", parts[i], parts[i + 1]);
-            parts[i] = merged;
-            parts.remove(i + 1);
-        }
-        for p in parts {
-            match self.token_ids.get(&p) {
-                Some(&id) => out.push(id),
-                // Unknown symbol (should not happen with a complete byte-level vocabulary):
-                // fall back to per-character tokens, skipping any that are absent.
-                None => out.extend(p.chars().filter_map(|c| self.token_ids.get(&c.to_string()).copied())),
-            }
-        }
+    /// Decode ids to text: control tokens skipped, unknown ids ignored, invalid UTF-8 (e.g. a
+    /// multi-byte character cut by `max_tokens`) replaced by U+FFFD.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, LlmError> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| LlmError::Inference(format!("tokenizer: cannot decode {} ids: {e}", ids.len())))
     }
 
-    /// Decode ids to bytes; control tokens are skipped. Invalid UTF-8 is replaced.
-    pub fn decode(&self, ids: &[u32]) -> String {
-        String::from_utf8_lossy(&self.decode_bytes(ids)).into_owned()
-    }
-
-    /// Decode ids to raw bytes (control tokens skipped, unknown ids ignored).
-    pub fn decode_bytes(&self, ids: &[u32]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        for &id in ids {
-            let Some(tok) = self.tokens.get(id as usize) else { continue };
-            if self.control.get(id as usize).copied().unwrap_or(false) {
-                continue;
-            }
-            for c in tok.chars() {
-                match self.char_to_byte.get(&c) {
-                    Some(&b) => bytes.push(b),
-                    None => bytes.extend(c.to_string().as_bytes()),
-                }
-            }
-        }
-        bytes
-    }
-}
-
-/// GPT-2 `bytes_to_unicode`: printable bytes map to themselves, the rest to U+0100.. in order.
-fn bytes_to_unicode() -> [char; 256] {
-    let mut table = ['\0'; 256];
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-    let mut next = 256u32;
-    for b in 0..256u32 {
-        table[b as usize] = if printable(b) {
-            char::from_u32(b).unwrap_or('?')
-        } else {
-            let c = char::from_u32(next).unwrap_or('?');
-            next += 1;
-            c
-        };
-    }
-    table
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Letter,
-    Number,
-    Space,
-    Other,
-}
-
-fn class(c: char) -> Class {
-    if c.is_alphabetic() {
-        Class::Letter
-    } else if c.is_numeric() {
-        Class::Number
-    } else if c.is_whitespace() {
-        Class::Space
-    } else {
-        Class::Other
-    }
-}
-
-/// Split text into pre-tokens: every digit alone, the rest by the GPT-2 pattern.
-pub(crate) fn pre_tokenize(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (i, c) in text.char_indices() {
-        if c.is_numeric() {
-            if start < i {
-                gpt2_split(&text[start..i], &mut out);
-            }
-            out.push(&text[i..i + c.len_utf8()]);
-            start = i + c.len_utf8();
-        }
-    }
-    if start < text.len() {
-        gpt2_split(&text[start..], &mut out);
-    }
-    out
-}
-
-/// The GPT-2 pre-tokenizer pattern as a scanner (see the module docs).
-fn gpt2_split<'a>(s: &'a str, out: &mut Vec<&'a str>) {
-    let chars: Vec<(usize, char)> = s.char_indices().collect();
-    let n = chars.len();
-    let off = |k: usize| if k < n { chars[k].0 } else { s.len() };
-    let run = |mut k: usize, cl: Class| {
-        while k < n && class(chars[k].1) == cl {
-            k += 1;
-        }
-        k
-    };
-    let mut i = 0;
-    while i < n {
-        let c = chars[i].1;
-        // Contractions.
-        if c == '\'' {
-            let rest = &s[off(i + 1)..];
-            if let Some(len) =
-                ["re", "ve", "ll", "s", "t", "m", "d"].iter().find(|suf| rest.starts_with(*suf)).map(|suf| suf.len())
-            {
-                out.push(&s[off(i)..off(i + 1 + len)]);
-                i += 1 + len;
-                continue;
-            }
-        }
-        // Optional single space followed by a run of letters / numbers / others.
-        let (lead, k) =
-            if c == ' ' && i + 1 < n && class(chars[i + 1].1) != Class::Space { (1, i + 1) } else { (0, i) };
-        let cl = class(chars[k].1);
-        if cl != Class::Space {
-            let end = run(k, cl);
-            out.push(&s[off(k - lead)..off(end)]);
-            i = end;
-            continue;
-        }
-        // Whitespace run: `\s+(?!\S)` leaves the last space for the next word, else `\s+`.
-        let end = run(i, Class::Space);
-        let end = if end < n && end - i > 1 { end - 1 } else { end };
-        out.push(&s[off(i)..off(end)]);
-        i = end;
+    /// The underlying `tokenizers` tokenizer.
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
     }
 }
 
@@ -284,32 +214,43 @@ fn gpt2_split<'a>(s: &'a str, out: &mut Vec<&'a str>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn pre_tokenizer_follows_gpt2_with_single_digits() {
-        assert_eq!(pre_tokenize("Hello world"), vec!["Hello", " world"]);
-        assert_eq!(pre_tokenize("cpu: 12.5%"), vec!["cpu", ":", " ", "1", "2", ".", "5", "%"]);
-        assert_eq!(pre_tokenize("a  b"), vec!["a", " ", " b"]);
-        assert_eq!(pre_tokenize("x\n\ny"), vec!["x", "\n", "\n", "y"]);
-        assert_eq!(pre_tokenize("it's ok  "), vec!["it", "'s", " ok", "  "]);
-        assert_eq!(pre_tokenize(" {\"a\""), vec![" {\"", "a", "\""]);
+    fn toy() -> GgufTokenizer {
+        let toks: Vec<String> =
+            ["a", "b", "ab", "Ġ", "Ġab", "<|end|>", "1", "2"].iter().map(|s| s.to_string()).collect();
+        let merges = vec![("a".into(), "b".into()), ("Ġ".into(), "ab".into())];
+        let mut control = vec![false; toks.len()];
+        control[5] = true;
+        GgufTokenizer::from_parts(toks, merges, control, None, Some(5)).unwrap()
     }
 
     #[test]
-    fn byte_table_is_a_bijection() {
-        let t = bytes_to_unicode();
-        let set: std::collections::HashSet<char> = t.iter().copied().collect();
-        assert_eq!(set.len(), 256);
-        assert_eq!(t[b' ' as usize], 'Ġ');
-        assert_eq!(t[b'\n' as usize], 'Ċ');
+    fn toy_bpe_round_trips_and_skips_control_tokens() {
+        let tk = toy();
+        assert_eq!(tk.encode("ab ab").unwrap(), vec![2, 4]);
+        assert_eq!(tk.encode("12").unwrap(), vec![6, 7]);
+        assert_eq!(tk.decode(&[2, 4, 5]).unwrap(), "ab ab");
+        assert_eq!(tk.token_id("<|end|>"), Some(5));
+        assert_eq!(tk.eos_id, Some(5));
+        assert_eq!(tk.vocab_size(), 8);
     }
 
     #[test]
-    fn toy_bpe_round_trips() {
-        let toks: Vec<String> = ["a", "b", "ab", "Ġ", "Ġab", "<|end|>"].iter().map(|s| s.to_string()).collect();
-        let merges = vec![(("a".into(), "b".into()), 0), (("Ġ".into(), "ab".into()), 1)];
-        let tk = BpeTokenizer::new(toks, merges, vec![false, false, false, false, false, true], None, Some(5)).unwrap();
-        let ids = tk.encode("ab ab");
-        assert_eq!(ids, vec![2, 4]);
-        assert_eq!(tk.decode(&[2, 4, 5]), "ab ab");
+    fn bad_parts_are_errors_naming_the_field() {
+        let e = GgufTokenizer::from_parts(vec![], vec![], vec![], None, None).unwrap_err();
+        assert!(e.to_string().contains("tokenizer.ggml.tokens"), "{e}");
+        let e = GgufTokenizer::from_parts(
+            vec!["a".into(), "b".into()],
+            vec![("a".into(), "b".into())],
+            vec![false, false],
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("merges"), "{e}");
+        let e = GgufTokenizer::from_parts(vec!["a".into()], vec![], vec![false, true], None, None).unwrap_err();
+        assert!(e.to_string().contains("control flags"), "{e}");
+        // Out-of-range special ids are dropped, not trusted.
+        let tk = GgufTokenizer::from_parts(vec!["a".into()], vec![], vec![false], Some(7), Some(9)).unwrap();
+        assert_eq!((tk.bos_id, tk.eos_id), (None, None));
     }
 }

@@ -20,8 +20,8 @@ fn local_model_is_deterministic_cached_and_structured() {
     // Tokenizer rebuilt from GGUF metadata round-trips text, digits one per token.
     let tk = llm.tokenizer();
     let text = "cpu_utilization: 31.1 97.3\nNetworkIn (x1e6) é {\"score\": 0.5}";
-    assert_eq!(tk.decode(&tk.encode(text)), text);
-    assert_eq!(tk.encode("2024").len(), 4);
+    assert_eq!(tk.decode(&tk.encode(text).unwrap()).unwrap(), text);
+    assert_eq!(tk.encode("2024").unwrap().len(), 4);
 
     // Same prompt twice -> identical text (greedy decoding).
     let req = check_request(24);
@@ -92,7 +92,9 @@ fn local_model_is_deterministic_cached_and_structured() {
 fn bad_model_files_are_errors_not_panics() {
     let dir = common::temp_dir("bad-model");
     match LocalLlm::load(&dir.join("absent.gguf")) {
-        Err(e @ LlmError::ModelMissing(_)) => assert!(e.to_string().contains("scripts/fetch-smollm.sh")),
+        Err(e @ LlmError::ModelMissing(_)) => {
+            assert!(e.to_string().contains("lara llm fetch") && e.to_string().contains("scripts/fetch-smollm.sh"))
+        }
         other => panic!("expected ModelMissing, got {other:?}"),
     }
     let garbage = dir.join("garbage.gguf");
