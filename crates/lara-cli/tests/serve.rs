@@ -547,3 +547,50 @@ fn fuzzed_requests_never_break_the_server() {
     // And it still scores.
     push_values(&srv.base, "e", &values()[300..310], None);
 }
+
+/// With `[llm]` configured (the local SmolLM2 GGUF that `lara llm fetch` or
+/// scripts/fetch-smollm.sh puts in place), an alarm's explanation carries the LLM's reason.
+#[test]
+fn an_alarm_is_explained_by_the_local_llm() {
+    let gguf = std::env::var_os("LARA_LLM_MODEL").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("LARA_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(|x| std::path::PathBuf::from(x).join("lara"))
+                .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/lara"))
+        });
+        cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    if !gguf.exists() {
+        println!("SKIPPED: no local LLM at {} (run `lara llm fetch`)", gguf.display());
+        return;
+    }
+    let dir = tmp_dir("explain-llm");
+    let model = train(&dir);
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/experts");
+    std::fs::write(
+        dir.join("lara.toml"),
+        format!(
+            "data_dir = \"store\"\n[llm]\nbackend = \"local\"\nmodel = \"{}\"\ndocs = [\"{}\"]\nmax_tokens = 40\n",
+            gguf.display(),
+            docs.display()
+        ),
+    )
+    .unwrap();
+    let srv = Server::start_with_config(&dir.join("lara.toml"));
+    let u = |p: &str| format!("{}{p}", srv.base);
+    assert_eq!(call("PUT", &u("/v1/models/nab/file"), "", &std::fs::read(&model).unwrap(), None).0, 200);
+    assert_eq!(call("PUT", &u("/v1/entities/web"), "application/json", br#"{"model": "nab"}"#, None).0, 201);
+    let vals = values();
+    push_values(&srv.base, "web", &vals[..150], None);
+    let res = push_values(&srv.base, "web", &[vals[149] * 50.0 + 100.0], None);
+    assert_eq!(res[0]["is_anomaly"], true);
+    let (st, b) = call("GET", &u("/v1/alarms/web:150/explain"), "", b"", None);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    let x = js(&b);
+    let reason = x["reason"].as_str().unwrap_or_else(|| panic!("no reason: {x}"));
+    assert!(reason.split_whitespace().count() >= 3, "{x}");
+    assert!(reason.contains("value"), "the reason names the column: {x}");
+    println!("explanation: {x}");
+    assert_eq!(x["llm"]["backend"], "local", "{x}");
+    assert!(x["llm"]["completion_tokens"].as_u64().unwrap() > 0, "{x}");
+}

@@ -24,7 +24,7 @@
 //! [llm]                         # reasons for GET /v1/alarms/{id}/explain
 //! backend = "local"             # "local" (GGUF, `lara llm fetch`) or "openai"
 //! model = "~/.cache/lara/models/SmolLM2-135M-Instruct.Q4_1.gguf"   # path, or the API's model name
-//! url = "http://127.0.0.1:8080/v1"                                 # openai only
+//! url = "http://127.0.0.1:8080/v1"   # openai only (key from $LARA_LLM_API_KEY)
 //! docs = ["docs/experts"]       # the operators' expert documents (files or folders)
 //! ```
 
@@ -113,7 +113,8 @@ fn default_timeout_ms() -> u64 {
 pub struct LlmConfig {
     /// `local` (a GGUF file run in process) or `openai` (an OpenAI-compatible server).
     pub backend: String,
-    /// GGUF path (local; default: where `lara llm fetch` puts SmolLM2) or model name (openai).
+    /// GGUF path (local; default: where `lara llm fetch` puts SmolLM2; `~/` expands) or model
+    /// name (openai; default: the server's first model).
     pub model: Option<String>,
     /// Base URL of the OpenAI-compatible API (openai).
     pub url: Option<String>,
@@ -155,9 +156,9 @@ impl FileConfig {
                     llm.backend
                 )));
             }
-            if llm.backend == "openai" && (llm.url.is_none() || llm.model.is_none()) {
+            if llm.backend == "openai" && llm.url.is_none() {
                 return Err(ServerError::Config(format!(
-                    "{}: llm.backend = \"openai\" needs llm.url and llm.model",
+                    "{}: llm.backend = \"openai\" needs llm.url",
                     path.display()
                 )));
             }

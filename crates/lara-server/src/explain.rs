@@ -96,7 +96,7 @@ pub(crate) fn get_explain(s: &Arc<Service>, r: &mut Req) -> Answer {
         });
         match &s.explainer {
             None => out["llm"] = json!("not configured ([llm] in lara.toml)"),
-            Some(x) => match x.reason(&ent, &columns, &rows, &top, &result) {
+            Some(x) => match x.reason(&ent, &columns, &rows, &top, &result, &top_columns) {
                 Ok(reason) => {
                     out["reason"] = json!(reason.text);
                     out["llm"] = json!({ "backend": x.cfg.backend, "seconds": reason.seconds,
@@ -119,15 +119,62 @@ pub(crate) struct Reason {
 }
 
 impl Explainer {
+    /// The LLM's reason for an alarm at the last row of `rows` (loads the backend on first use;
+    /// one explanation at a time).
     fn reason(
         &self,
-        _entity: &str,
-        _columns: &[String],
-        _rows: &[Vec<f32>],
-        _top: &[usize],
-        _result: &Value,
+        entity: &str,
+        columns: &[String],
+        rows: &[Vec<f32>],
+        top: &[usize],
+        result: &Value,
+        views: &[Value],
     ) -> Result<Reason, String> {
-        let _ = (&self.docs, &self.backend);
-        Err("LLM explanations are not wired yet".into())
+        if rows.is_empty() {
+            return Err("no stored rows for this alarm".into());
+        }
+        let mut guard = self.backend.lock().map_err(|_| "the LLM backend failed earlier".to_string())?;
+        if guard.is_none() {
+            let which = match self.cfg.backend.as_str() {
+                "openai" => lara_llm::explain::ExplainBackend::OpenAi {
+                    url: self.cfg.url.clone().unwrap_or_default(),
+                    model: self.cfg.model.clone(),
+                },
+                _ => lara_llm::explain::ExplainBackend::Local { gguf: self.cfg.model.as_deref().map(expand_home) },
+            };
+            *guard = Some(lara_llm::explain::open_explain_backend(&which).map_err(|e| e.to_string())?);
+        }
+        let backend = guard.as_mut().expect("loaded above");
+        let ctx = lara_llm::explain::AlarmContext {
+            entity: entity.to_string(),
+            columns: columns.to_vec(),
+            window: rows.to_vec(),
+            alarm_row: rows.len() - 1,
+            // Each top column with its z-score against the window before the alarm.
+            top_columns: top
+                .iter()
+                .zip(views)
+                .map(|(&j, v)| (columns[j].clone(), v["z"].as_f64().unwrap_or(0.0)))
+                .collect(),
+            score: result["score"].as_f64().unwrap_or(f64::NAN),
+            threshold: result["threshold"].as_f64().unwrap_or(f64::NAN),
+        };
+        let config = lara_llm::explain::ExplainConfig { max_tokens: self.cfg.max_tokens, ..Default::default() };
+        let x = lara_llm::explain::explain_alarm_with(backend.as_mut(), &self.docs, &ctx, &config)
+            .map_err(|e| e.to_string())?;
+        Ok(Reason {
+            text: x.reason,
+            seconds: x.seconds,
+            prompt_tokens: x.prompt_tokens,
+            completion_tokens: x.completion_tokens,
+        })
+    }
+}
+
+/// `~/x` → `$HOME/x`.
+fn expand_home(p: &str) -> std::path::PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => p.into(),
     }
 }
