@@ -525,3 +525,33 @@ fn closed_stdout_pipe_is_not_a_panic() {
     child.wait().unwrap();
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `lara llm fetch` verifies an existing file by its checksum and leaves it alone; a file with
+/// the wrong bytes at --dest is not accepted as present (checked without the network by making
+/// the download fail: an unreachable index).
+#[test]
+fn llm_fetch_checks_what_is_there() {
+    let cached = lara_llm::local::default_model_path();
+    if cached.exists() {
+        let out = lara(&["llm", "fetch", "--dest", cached.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("already present"));
+    } else {
+        println!("SKIPPED (present case): no model at {}", cached.display());
+    }
+    let dir = std::env::temp_dir().join(format!("lara-fetch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("m.gguf");
+    std::fs::write(&bad, b"not the model").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lara"))
+        .args(["llm", "fetch", "--dest", bad.to_str().unwrap()])
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!said.contains("already present"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
