@@ -52,6 +52,18 @@ pub struct ServeBenchArgs {
     pub hidden: usize,
 }
 
+/// CPU seconds (user + system) the process `pid` has used.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) in parentheses.
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (f64, f64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / tick.max(1.0))
+}
+
 fn rss_mib(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -199,7 +211,12 @@ pub fn run(args: &ServeBenchArgs) -> Result<()> {
             Ok((rows / t.elapsed().as_secs_f64(), l))
         };
         let (warm_rps, _) = ingest(0..args.warm_rounds)?;
+        let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
         let (rps, mut l) = ingest(args.warm_rounds..args.warm_rounds + args.rounds)?;
+        let server_cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+        let steady_rows = (n_e * args.rounds * args.rows_per_request) as f64;
+        let server_us = 1e6 * server_cpu / steady_rows;
+        let scoring_us = 1e6 / inproc;
         let rss_busy = rss_mib(pid).unwrap_or(0.0);
         let metrics = a.get(format!("{base_url}/metrics")).call()?.into_body().read_to_string()?;
         let adaptations = metrics
@@ -229,6 +246,11 @@ pub fn run(args: &ServeBenchArgs) -> Result<()> {
         println!(
             "  steady ingest ({} requests per entity): {rps:.0} rows/s through HTTP + store, request latency p50 {p50:.1} ms, p99 {p99:.1} ms; {inproc:.0} rows/s in process (one thread, no HTTP, no store)",
             args.rounds
+        );
+        println!(
+            "  server CPU per row (steady): {server_us:.0} µs, of which scoring {scoring_us:.0} µs (in process) and HTTP + JSON + store {:.0} µs ({:.2}× the scoring); the clients run on the same 2 cores",
+            server_us - scoring_us,
+            (server_us - scoring_us) / scoring_us
         );
         println!(
             "  entity creation {:.1} ms each; {adaptations} adaptations in all; monitor state without rows {state_kib:.1} KiB per entity; server RSS {rss_start:.0} MiB empty, {rss_busy:.0} MiB after the run",
