@@ -27,6 +27,9 @@ pub enum BenchCommand {
     /// `lara serve` on loopback under concurrent clients: rows/s, request latency, memory per
     /// entity, beside the same scoring in process.
     Serve(crate::bench_serve::ServeBenchArgs),
+    /// Workers on NATS JetStream (`lara worker`): rows/s with 1, 2 and 3 workers, failover
+    /// time after a `kill -9`, publish-to-result latency, per-entity cost.
+    Cluster(crate::bench_cluster::ClusterBenchArgs),
     /// CoLLaTe vs. detector only, LLM only, naive average and the MSE-loss ablation.
     Collate(crate::collate_cmds::CollateBenchArgs),
 }
@@ -75,6 +78,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Collate(a) => crate::collate_cmds::bench(a),
         BenchCommand::Online(a) => crate::bench_online::run(a),
         BenchCommand::Serve(a) => crate::bench_serve::run(a),
+        BenchCommand::Cluster(a) => crate::bench_cluster::run(a),
     }
 }
 

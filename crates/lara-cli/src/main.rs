@@ -4,6 +4,7 @@ mod adapt_cmds;
 mod alloc_meter;
 mod bench;
 mod bench_adapt;
+mod bench_cluster;
 mod bench_detect;
 mod bench_online;
 mod bench_serve;
@@ -18,6 +19,7 @@ mod report;
 mod serve_cmd;
 mod threshold;
 mod vae_cmds;
+mod worker_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -72,6 +74,12 @@ enum Command {
     /// Run the anomaly-detection service: models, entities, streaming ingest with automatic
     /// adaptation, a durable embedded store, OpenAPI, Prometheus metrics.
     Serve(serve_cmd::ServeArgs),
+    /// Scale-out on NATS JetStream: a worker that owns partitions of the entities through
+    /// leases, scores, adapts, publishes results and snapshots (crate lara-cluster).
+    Worker(worker_cmd::WorkerArgs),
+    /// Scale-out on NATS JetStream: the HTTP front that publishes ingest to the broker and
+    /// serves the workers' results and alarms.
+    Front(worker_cmd::FrontArgs),
     /// Compute the TSB-AD metric suite (VUS-PR, AUC-PR, F1 family, affiliation) of a score
     /// series against the labels of a data file.
     Eval(eval::EvalArgs),
@@ -98,6 +106,8 @@ fn main() -> std::process::ExitCode {
         Command::Llm(c) => collate_cmds::llm(c),
         Command::Replay(a) => replay_cmds::run(a),
         Command::Serve(a) => serve_cmd::run(a),
+        Command::Worker(a) => worker_cmd::worker(a),
+        Command::Front(a) => worker_cmd::front(a),
         Command::Eval(a) => eval::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(b) => bench::run(b),

@@ -344,8 +344,6 @@ fn write_detect_plot(path: &Path, args: &DetectArgs, series: &Series, r: &Detect
     crate::plot::write_detection_plot(path, &plot)
 }
 
-/// Causal scores of every row in the shape of an offline [`Detection`].
-
 /// Writes one CSV row per input row: `row` (or `timestamp`), `score`, `threshold`,
 /// `is_anomaly`, `top_dims` (the top-3 column names joined by `;`), atomically.
 pub fn write_detection_csv(path: &Path, series: &Series, r: &Detection) -> Result<()> {

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tiny_http::{Header, Request, Response};
 
 use crate::alarms::{get_dead_letters, get_stream};
+use crate::dashboard::{get_asset, get_index};
 use crate::detect::post_detect;
 use crate::entities::*;
 use crate::explain::get_explain;
@@ -57,6 +58,8 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/v1/alarms/stream", summary: "Server-Sent Events: one `alarm` event per alarm (the first anomalous row of an episode) as it is committed (query: entity to follow one)", body: "", answer: "text/event-stream", handler: get_stream },
     Route { method: "GET", path: "/v1/alarms/{id}/explain", summary: "Why alarm {id} (`entity:row`): its top contributing columns with their values against the window, and the LLM's short reason when an LLM is configured", body: "", answer: "application/json: Explanation", handler: get_explain },
     Route { method: "GET", path: "/v1/webhooks/dead-letters", summary: "Alarms a webhook gave up on, with the last error", body: "", answer: "application/json: {dead_letters}", handler: get_dead_letters },
+    Route { method: "GET", path: "/", summary: "The web dashboard: fleet, entity charts, live alarms (no token needed: the page asks for it and sends it with every API call)", body: "", answer: "text/html", handler: get_index },
+    Route { method: "GET", path: "/assets/{id}", summary: "The dashboard's embedded assets: app.js, app.css, uplot.iife.min.js, uplot.min.css, LICENSE-uPlot (no token needed)", body: "", answer: "text/javascript, text/css or text/plain", handler: get_asset },
 ];
 
 /// Routes answered without the bearer token: health, and the dashboard's page and assets
@@ -163,6 +166,16 @@ pub fn handle(service: &Arc<Service>, mut request: Request) {
     }
     let mut resp = Response::from_data(answer.body).with_status_code(answer.status);
     if let Ok(h) = Header::from_bytes("Content-Type", answer.content_type) {
+        resp = resp.with_header(h);
+    }
+    // Dashboard assets are requested as `?v=<hash of all assets>`: cacheable for good. The page
+    // itself and API answers are not cached.
+    let cache = if request.url().starts_with("/assets/") && answer.status == 200 {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-store"
+    };
+    if let Ok(h) = Header::from_bytes("Cache-Control", cache) {
         resp = resp.with_header(h);
     }
     let _ = request.respond(resp);

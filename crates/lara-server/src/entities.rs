@@ -199,7 +199,7 @@ pub(crate) fn parse_points(r: &Req, columns: &[String]) -> Result<Points, Answer
     }
     if let Ok(f) = serde_json::from_slice::<Fast>(&r.body) {
         let ragged = f.rows.iter().position(|row| row.len() != columns.len());
-        let ts_ok = f.timestamps.as_ref().map_or(true, |t| t.len() == f.rows.len());
+        let ts_ok = f.timestamps.as_ref().is_none_or(|t| t.len() == f.rows.len());
         let finite = f.rows.iter().all(|row| row.iter().all(|v| v.is_finite()));
         if ragged.is_none() && ts_ok && finite {
             return Ok((f.rows, f.timestamps));

@@ -39,6 +39,7 @@
 pub mod alarms;
 pub mod api;
 pub mod config;
+mod dashboard;
 mod detect;
 mod entities;
 mod explain;

@@ -224,8 +224,7 @@ impl Pending {
             }
         }
         let complete = |r: &HashMap<String, f64>| columns.iter().all(|c| r.contains_key(c));
-        loop {
-            let Some((&t, first)) = self.rows.iter().next() else { break };
+        while let Some((&t, first)) = self.rows.iter().next() {
             if complete(first) {
                 let r = self.rows.remove(&t).expect("present");
                 ready.rows.push(columns.iter().map(|c| r[c] as f32).collect());

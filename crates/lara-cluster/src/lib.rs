@@ -1,0 +1,500 @@
+//! # lara-cluster — scale-out on NATS JetStream
+//!
+//! A fleet too large for one `lara serve` is spread over `lara worker` processes that share
+//! nothing but a NATS server with JetStream (Debian's `nats-server` 2.9 is enough; the client
+//! is `async-nats`). `lara front` is the HTTP API in front of them: it publishes ingest and
+//! serves results. The online monitor stays synchronous and deterministic (`lara-stream`);
+//! async code lives only at the broker edges.
+//!
+//! ## Streams and buckets
+//! | name | kind | content |
+//! |---|---|---|
+//! | `LARA_POINTS` | stream, file storage | `lara.points.<partition>.<entity>`: one message per ingest request, `{"rows": [[..], ..]}`; `Nats-Msg-Id` = the client's `Idempotency-Key` (or a fresh id), so a retried request is stored once (duplicate window [`DUPLICATE_WINDOW`]) |
+//! | `LARA_RESULTS` | stream, file storage | `lara.scores.<entity>`: the monitor's results for one points message ([`ResultsMsg`], `Nats-Msg-Id` = `<entity>:<first row>:<rows>`); `lara.alarms`: the first anomalous row of an episode ([`Alarm`], `Nats-Msg-Id` = `alarm:<entity>:<row>`) |
+//! | `lara-leases` | KV, `max_age` = lease TTL | `p<partition>` → worker id: who owns the partition |
+//! | `lara-workers` | KV, `max_age` = lease TTL | worker id → heartbeat: the live workers (rebalancing) |
+//! | `lara-snapshots` | KV | `<entity>` → [`SnapshotRecord`] (the points-stream sequence it covers + the monitor's snapshot); `cp.<partition>` → the partition's checkpoint sequence |
+//! | `lara-entities` | KV | `<entity>` → [`EntitySpec`] (model id, policy, slots, cold start); `model.<id>` → the model's columns |
+//! | `lara-config` | KV | `partitions` → the partition count every process must agree on |
+//! | `lara-models` | object store | model id → the `.lara` file (chunked: models may exceed a message) |
+//!
+//! An entity's partition is `FNV-1a(entity id) mod partitions` ([`partition_of`]).
+//!
+//! ## Leases, rebalancing, failover
+//! A worker heartbeats into `lara-workers` every TTL/4 and counts the live workers `n`; it holds
+//! at most `ceil(P / n)` partitions. It claims a free partition with a KV `create` on
+//! `p<partition>` (atomic: only one creator wins), renews each lease every TTL/4 with
+//! `update(expected revision)` and, when it holds more than its share (a worker joined),
+//! releases the highest ones: the partition's task stops, writes its snapshots, then the lease
+//! is deleted (revision-checked). A failed renewal means the lease was lost (it expired while
+//! the worker stalled): the partition's task stops at once. A worker that dies (`kill -9`)
+//! stops renewing; the bucket's `max_age` removes its lease after at most one TTL and another
+//! worker claims the partition at its next tick: failover within TTL + TTL/4.
+//!
+//! ## A partition's task
+//! Reads the checkpoint `cp.<p>` = S and follows `lara.points.<p>.>` from sequence S+1 with an
+//! ordered consumer. On an entity's first message it loads its [`EntitySpec`], its model (cached
+//! per worker, shared by all its entities), its [`SnapshotRecord`] (or a fresh monitor), and the
+//! last row already published on `lara.scores.<entity>`. A message whose sequence is at most the
+//! entity's snapshot sequence is skipped (the snapshot already contains it); the others are
+//! pushed through the entity's monitor in stream order, and results (and alarms) are published
+//! — except rows at or below the last row already published, which a previous owner had
+//! published. Every `snapshot_every` rows (and on release), after **all publish acks of the
+//! results so far have arrived**, the task writes the snapshots of the entities it changed, then
+//! the checkpoint `cp.<p>` = the last sequence applied. Snapshot and checkpoint writes are
+//! revision-checked updates that never move a key to a lower sequence.
+//!
+//! ## Exactly once, and equal to a single node
+//! * The rows an entity sees are the payloads of its points messages in stream order: the same
+//!   sequence for every worker that ever runs it, and the same sequence `lara replay` would get.
+//!   The monitor is deterministic and batch-invariant, and restoring a snapshot continues
+//!   bit-identically, so any worker computes the same result for each row.
+//! * Nothing is lost: a checkpoint S is written only after every result of every message ≤ S was
+//!   acknowledged by the broker and every changed entity's snapshot covers S; a new owner starts
+//!   at S+1, so every message after the last checkpoint is scored again, and every message
+//!   before it is either contained in the entity's snapshot or its results are stored.
+//! * Nothing twice: rows re-scored after a takeover are not re-published when the results
+//!   stream already holds them (the last row on `lara.scores.<entity>` is read when the entity is
+//!   loaded), and a result re-published by two owners at once (a stale lease) carries the same
+//!   `Nats-Msg-Id` and the same bytes, so the broker drops the second copy within its duplicate
+//!   window.
+//! * Leases are for efficiency, not for safety: two workers briefly running one partition
+//!   publish identical results and write snapshots that are correct whichever wins.
+//!
+//! ## What is not done (first slice)
+//! * The front is its own process (`lara front`), not `lara serve --nats`; it serves points
+//!   ingest (JSON), entity creation, model upload, scores, alarms, the cluster view and
+//!   `/metrics` — not the rest of `lara serve`'s API (operator controls, webhooks, SSE,
+//!   remote-write, training jobs).
+//! * Streams have no retention limit: `LARA_POINTS` grows until an operator purges below the
+//!   smallest checkpoint. No replicas are configured (single broker); on a NATS cluster set R3.
+//! * Entities cannot be deleted or moved to another model; the partition count is fixed when
+//!   the cluster is first set up.
+
+pub mod front;
+pub mod natsd;
+pub mod worker;
+
+// For the CLI's benchmark (async code without its own dependencies on these).
+pub use async_nats;
+pub use futures_util;
+pub use tokio;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use async_nats::jetstream::{self, kv, object_store, stream};
+use lara_stream::{MonitorConfig, Policy, Scored};
+use serde::{Deserialize, Serialize};
+
+pub const POINTS_STREAM: &str = "LARA_POINTS";
+pub const RESULTS_STREAM: &str = "LARA_RESULTS";
+pub const LEASES: &str = "lara-leases";
+pub const WORKERS: &str = "lara-workers";
+pub const SNAPSHOTS: &str = "lara-snapshots";
+pub const ENTITIES: &str = "lara-entities";
+pub const CONFIG: &str = "lara-config";
+pub const MODELS: &str = "lara-models";
+pub const ALARMS_SUBJECT: &str = "lara.alarms";
+/// Duplicate window of both streams.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
+pub const DEFAULT_PARTITIONS: u32 = 64;
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
+
+/// The partition of an entity: FNV-1a 64 of its id modulo the partition count.
+pub fn partition_of(entity: &str, partitions: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in entity.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % partitions.max(1) as u64) as u32
+}
+
+/// Entity and model ids: 1–128 of `[A-Za-z0-9_-]` (they are subject tokens and KV keys).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+pub fn points_subject(partition: u32, entity: &str) -> String {
+    format!("lara.points.{partition}.{entity}")
+}
+pub fn scores_subject(entity: &str) -> String {
+    format!("lara.scores.{entity}")
+}
+
+/// How an entity's monitor is built (KV `lara-entities`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntitySpec {
+    pub model: String,
+    /// LARA cold start from the first `slots` rows on a shared base model.
+    #[serde(default)]
+    pub cold_start: bool,
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    #[serde(default = "default_slots")]
+    pub slots: usize,
+}
+fn default_policy() -> String {
+    "adapt".into()
+}
+fn default_slots() -> usize {
+    40
+}
+
+impl EntitySpec {
+    /// The monitor configuration (what `lara serve` builds from the same fields).
+    pub fn monitor_config(&self) -> Result<MonitorConfig> {
+        let policy: Policy = self.policy.parse().map_err(|e: String| anyhow!(e))?;
+        let cfg = MonitorConfig { policy, slots: self.slots, cold_start: self.cold_start, ..MonitorConfig::default() };
+        cfg.validate().map_err(|e| anyhow!(e))?;
+        Ok(cfg)
+    }
+}
+
+/// A points message's payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PointsMsg {
+    pub rows: Vec<Vec<f32>>,
+}
+
+/// The results of one points message (subject `lara.scores.<entity>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultsMsg {
+    pub entity: String,
+    /// Sequence of the points message in `LARA_POINTS`.
+    pub points_seq: u64,
+    pub rows: Vec<Scored>,
+    /// Milliseconds since the Unix epoch when the worker published (latency measurement; not
+    /// part of the deterministic result).
+    #[serde(default)]
+    pub published_ms: u64,
+}
+
+/// An alarm: the first anomalous row of an episode (subject `lara.alarms`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Alarm {
+    pub entity: String,
+    pub row: u64,
+    pub score: f64,
+    pub p_anomaly: f64,
+    pub model_version: u32,
+    pub top_dims: Vec<usize>,
+}
+
+/// An entity's snapshot in KV `lara-snapshots`: the last points-stream sequence it contains,
+/// whether its latest row was anomalous (alarm episodes), and the monitor's snapshot bytes.
+#[derive(Debug, Clone)]
+pub struct SnapshotRecord {
+    pub seq: u64,
+    pub in_episode: bool,
+    pub monitor: Vec<u8>,
+}
+
+impl SnapshotRecord {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + self.monitor.len());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.push(self.in_episode as u8);
+        out.extend_from_slice(&self.monitor);
+        out
+    }
+    pub fn from_bytes(b: &[u8]) -> Result<SnapshotRecord> {
+        if b.len() < 9 {
+            bail!("snapshot record: {} bytes, too short", b.len());
+        }
+        Ok(SnapshotRecord {
+            seq: u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+            in_episode: b[8] != 0,
+            monitor: b[9..].to_vec(),
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Handles on every stream and bucket of a lara cluster.
+#[derive(Clone)]
+pub struct Broker {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub points: stream::Stream,
+    pub results: stream::Stream,
+    pub leases: kv::Store,
+    pub workers: kv::Store,
+    pub snapshots: kv::Store,
+    pub entities: kv::Store,
+    pub config: kv::Store,
+    pub models: object_store::ObjectStore,
+    pub partitions: u32,
+    /// The lease TTL (the `max_age` of `lara-leases`, fixed when the cluster was set up).
+    pub lease_ttl: Duration,
+}
+
+async fn kv_bucket(js: &jetstream::Context, name: &str, max_age: Duration) -> Result<kv::Store> {
+    if let Ok(s) = js.get_key_value(name).await {
+        return Ok(s);
+    }
+    // The bucket's stream as async-nats' `create_key_value` configures it, created directly:
+    // that call first reads the account info, whose reply from nats-server 2.9 lacks fields the
+    // client requires.
+    let cfg = stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    };
+    if let Err(e) = js.create_stream(cfg).await {
+        // Another process created it meanwhile?
+        return js.get_key_value(name).await.map_err(|_| anyhow!("bucket {name}: {e}"));
+    }
+    js.get_key_value(name).await.map_err(|e| anyhow!("bucket {name}: {e}"))
+}
+
+async fn get_or_create_stream(js: &jetstream::Context, name: &str, subjects: Vec<String>) -> Result<stream::Stream> {
+    let cfg = stream::Config {
+        name: name.to_string(),
+        subjects,
+        storage: stream::StorageType::File,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    };
+    match js.get_or_create_stream(cfg).await {
+        Ok(s) => Ok(s),
+        Err(e) => js.get_stream(name).await.map_err(|_| anyhow!("stream {name}: {e}")),
+    }
+}
+
+impl Broker {
+    /// Connects and creates what is missing. `partitions` and `lease_ttl` only matter for the
+    /// first process that sets the cluster up; later ones adopt the stored values (a different
+    /// explicit `partitions` is an error).
+    pub async fn connect(url: &str, partitions: Option<u32>, lease_ttl: Option<Duration>) -> Result<Broker> {
+        let client = async_nats::ConnectOptions::new()
+            .name("lara")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to NATS at {url}"))?;
+        let js = jetstream::new(client.clone());
+        let points = get_or_create_stream(&js, POINTS_STREAM, vec!["lara.points.>".into()]).await?;
+        let results =
+            get_or_create_stream(&js, RESULTS_STREAM, vec!["lara.scores.>".into(), ALARMS_SUBJECT.into()]).await?;
+        let ttl = lease_ttl.unwrap_or(DEFAULT_LEASE_TTL).max(Duration::from_millis(500));
+        let leases = kv_bucket(&js, LEASES, ttl).await?;
+        let workers = kv_bucket(&js, WORKERS, ttl).await?;
+        let snapshots = kv_bucket(&js, SNAPSHOTS, Duration::ZERO).await?;
+        let entities = kv_bucket(&js, ENTITIES, Duration::ZERO).await?;
+        let config = kv_bucket(&js, CONFIG, Duration::ZERO).await?;
+        let models = match js.get_object_store(MODELS).await {
+            Ok(s) => s,
+            Err(_) => match js
+                .create_object_store(object_store::Config {
+                    bucket: MODELS.into(),
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => js.get_object_store(MODELS).await.map_err(|_| anyhow!("object store {MODELS}: {e}"))?,
+            },
+        };
+        let want = partitions.unwrap_or(DEFAULT_PARTITIONS);
+        if want == 0 || want > 4096 {
+            bail!("partitions must be 1..=4096 (got {want})");
+        }
+        let _ = config.create("partitions", want.to_string().into()).await;
+        let stored = config.get("partitions").await?.context("the cluster's partition count is missing")?;
+        let stored: u32 = std::str::from_utf8(&stored)?.trim().parse().context("stored partition count")?;
+        if let Some(p) = partitions {
+            if p != stored {
+                bail!("the cluster was set up with {stored} partitions, not {p}");
+            }
+        }
+        let lease_ttl = leases.status().await.map(|s| s.info.config.max_age).unwrap_or(ttl);
+        Ok(Broker {
+            client,
+            js,
+            points,
+            results,
+            leases,
+            workers,
+            snapshots,
+            entities,
+            config,
+            models,
+            partitions: stored,
+            lease_ttl,
+        })
+    }
+
+    /// Stores a model (`.lara` bytes) under `id`; returns its columns.
+    pub async fn put_model(&self, id: &str, bytes: &[u8]) -> Result<Vec<String>> {
+        if !valid_id(id) {
+            bail!("model id {id:?}: use 1-128 of [A-Za-z0-9_-]");
+        }
+        let det = lara_vae::Detector::from_bytes(std::path::Path::new(id), bytes)?;
+        let mut rd = bytes;
+        self.models.put(id, &mut rd).await.map_err(|e| anyhow!("storing model {id}: {e}"))?;
+        let cols = det.meta.columns.clone();
+        self.config.put(format!("model.{id}"), serde_json::to_vec(&cols)?.into()).await?;
+        Ok(cols)
+    }
+
+    /// A model's columns (None: no such model).
+    pub async fn model_columns(&self, id: &str) -> Result<Option<Vec<String>>> {
+        match self.config.get(format!("model.{id}")).await? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A model's file bytes.
+    pub async fn get_model(&self, id: &str) -> Result<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut obj = self.models.get(id).await.map_err(|e| anyhow!("model {id}: {e}"))?;
+        let mut out = Vec::new();
+        obj.read_to_end(&mut out).await.with_context(|| format!("reading model {id}"))?;
+        Ok(out)
+    }
+
+    /// Registers an entity; false when it exists already (with another spec: an error).
+    pub async fn create_entity(&self, id: &str, spec: &EntitySpec) -> Result<bool> {
+        if !valid_id(id) {
+            bail!("entity id {id:?}: use 1-128 of [A-Za-z0-9_-]");
+        }
+        spec.monitor_config()?;
+        if self.model_columns(&spec.model).await?.is_none() {
+            bail!("no model {:?}", spec.model);
+        }
+        match self.entities.create(id, serde_json::to_vec(spec)?.into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                let old = self.entity(id).await?;
+                if old.as_ref() == Some(spec) {
+                    Ok(false)
+                } else {
+                    bail!("entity {id:?} exists with another model or configuration")
+                }
+            }
+            Err(e) => Err(anyhow!("creating entity {id}: {e}")),
+        }
+    }
+
+    pub async fn entity(&self, id: &str) -> Result<Option<EntitySpec>> {
+        match self.entities.get(id).await? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Publishes rows for an entity; returns (stream sequence, duplicate).
+    pub async fn publish_points(&self, entity: &str, rows: &[Vec<f32>], msg_id: Option<&str>) -> Result<(u64, bool)> {
+        let subject = points_subject(partition_of(entity, self.partitions), entity);
+        let payload = serde_json::to_vec(&PointsMsg { rows: rows.to_vec() })?;
+        let mut p = jetstream::message::PublishMessage::build().payload(payload.into());
+        if let Some(id) = msg_id {
+            p = p.message_id(id);
+        }
+        let ack = self.js.send_publish(subject, p).await?.await?;
+        Ok((ack.sequence, ack.duplicate))
+    }
+
+    /// The last message on a subject of a stream (None when there is none).
+    pub async fn last_on(&self, stream: &stream::Stream, subject: &str) -> Result<Option<jetstream::message::StreamMessage>> {
+        match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(anyhow!("last message on {subject}: {e}")),
+        }
+    }
+
+    /// Every message on `subject` of `stream`, in order (an ordered consumer read up to the
+    /// last message that was there when the call began).
+    pub async fn read_subject(&self, stream: &stream::Stream, subject: &str) -> Result<Vec<(u64, bytes::Bytes)>> {
+        use futures_util::StreamExt;
+        let Some(last) = self.last_on(stream, subject).await? else { return Ok(Vec::new()) };
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject: subject.to_string(),
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow!("consumer on {subject}: {e}"))?;
+        let mut msgs = consumer.messages().await.map_err(|e| anyhow!("consumer on {subject}: {e}"))?;
+        let mut out = Vec::new();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
+                .await
+                .map_err(|_| anyhow!("reading {subject}: timed out"))?
+                .ok_or_else(|| anyhow!("reading {subject}: consumer ended"))?
+                .map_err(|e| anyhow!("reading {subject}: {e}"))?;
+            let seq = m.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
+            out.push((seq, m.payload.clone()));
+            if seq >= last.sequence {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The scored rows of an entity, in the order published (every copy in the stream: a
+    /// row that appeared twice would show twice).
+    pub async fn scores(&self, entity: &str) -> Result<Vec<serde_json::Value>> {
+        let mut rows = Vec::new();
+        for (_, payload) in self.read_subject(&self.results, &scores_subject(entity)).await? {
+            let v: serde_json::Value = serde_json::from_slice(&payload)?;
+            if let Some(a) = v["rows"].as_array() {
+                rows.extend(a.iter().cloned());
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Every alarm, in order.
+    pub async fn alarms(&self) -> Result<Vec<serde_json::Value>> {
+        let mut out = Vec::new();
+        for (_, payload) in self.read_subject(&self.results, ALARMS_SUBJECT).await? {
+            out.push(serde_json::from_slice(&payload)?);
+        }
+        Ok(out)
+    }
+
+    /// Partition → owner (None: free), and the live workers.
+    pub async fn cluster_view(&self) -> Result<serde_json::Value> {
+        use futures_util::StreamExt;
+        let mut owners = serde_json::Map::new();
+        for p in 0..self.partitions {
+            if let Some(e) = self.leases.entry(format!("p{p}")).await? {
+                if e.operation == kv::Operation::Put {
+                    owners.insert(p.to_string(), String::from_utf8_lossy(&e.value).into_owned().into());
+                }
+            }
+        }
+        let mut workers = Vec::new();
+        let mut keys = self.workers.keys().await?;
+        while let Some(k) = keys.next().await {
+            workers.push(k?);
+        }
+        workers.sort();
+        Ok(serde_json::json!({
+            "partitions": self.partitions,
+            "lease_ttl_ms": self.lease_ttl.as_millis() as u64,
+            "owners": owners,
+            "workers": workers,
+        }))
+    }
+}
