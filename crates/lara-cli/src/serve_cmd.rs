@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// stored rows per entity [default: 500].
     #[arg(long)]
     pub snapshot_every_rows: Option<u64>,
+    /// Rows (with their results) kept per entity, older ones deleted; at least
+    /// --snapshot-every-rows [default: 0 = keep all].
+    #[arg(long)]
+    pub retain_rows: Option<u64>,
     /// Worker threads answering requests [default: 4].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -79,6 +83,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     cfg.max_rows = args.max_rows_per_request.or(file.max_rows_per_request).unwrap_or(100_000).max(1);
     cfg.threads = args.threads.or(file.threads).unwrap_or(4).max(1);
     cfg.snapshot_every = args.snapshot_every_rows.or(file.snapshot_every_rows).unwrap_or(500).max(1);
+    cfg.retain_rows = args.retain_rows.or(file.retain_rows).unwrap_or(0);
     cfg.remote_write = file.remote_write.unwrap_or_default();
     cfg.webhooks = file.webhooks;
     cfg.llm = file.llm;

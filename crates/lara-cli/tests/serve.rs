@@ -594,3 +594,68 @@ fn an_alarm_is_explained_by_the_local_llm() {
     assert_eq!(x["llm"]["backend"], "local", "{x}");
     assert!(x["llm"]["completion_tokens"].as_u64().unwrap() > 0, "{x}");
 }
+
+/// `--retain-rows`: older rows and results are deleted, never those a restart needs; results
+/// after a restart still equal an uninterrupted run without retention.
+#[test]
+fn retention_keeps_what_a_restart_needs() {
+    let dir = tmp_dir("retain");
+    let model = train(&dir);
+    let vals = values();
+    let push_all = |base: &str, rows: &[f64]| {
+        for c in rows.chunks(50) {
+            push_values(base, "r", c, None);
+        }
+    };
+    let setup = |srv: &Server| {
+        assert_eq!(call("PUT", &format!("{}/v1/models/nab/file", srv.base), "", &std::fs::read(&model).unwrap(), None).0, 200);
+        let (st, _) = call("PUT", &format!("{}/v1/entities/r", srv.base), "application/json", br#"{"model": "nab"}"#, None);
+        assert_eq!(st, 201);
+    };
+    let full = Server::start(&dir.join("full"), &[]);
+    setup(&full);
+    push_all(&full.base, &vals);
+    let (_, b) = call("GET", &format!("{}/v1/entities/r/scores", full.base), "", b"", None);
+    let reference = js(&b)["results"].as_array().unwrap().clone();
+
+    let args = ["--retain-rows", "300", "--snapshot-every-rows", "100"];
+    let store = dir.join("kept");
+    let srv = Server::start(&store, &args);
+    setup(&srv);
+    let half = 1000;
+    push_all(&srv.base, &vals[..half]);
+    srv.kill();
+    let srv = Server::start(&store, &args);
+    push_all(&srv.base, &vals[half..]);
+    let (_, b) = call("GET", &format!("{}/v1/entities/r/scores", srv.base), "", b"", None);
+    let kept = js(&b)["results"].as_array().unwrap().clone();
+    let first = kept[0]["row"].as_u64().unwrap() as usize;
+    assert!(kept.len() >= 300 && kept.len() < 300 + 100 + 50, "{} rows kept", kept.len());
+    assert_eq!(first + kept.len(), vals.len());
+    assert_eq!(kept[..], reference[first..]);
+    // Below the retention, nothing is left.
+    let (_, b) = call("GET", &format!("{}/v1/entities/r/scores?to={}", srv.base, first - 1), "", b"", None);
+    assert!(js(&b)["results"].as_array().unwrap().is_empty());
+    // A retention below the snapshot interval is refused at start.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lara"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir", dir.join("x").to_str().unwrap(), "--retain-rows", "10"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("lara serve started with a retention below the snapshot interval");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("retain_rows"), "{err}");
+}

@@ -8,6 +8,7 @@
 //! max_body_mib = 64
 //! max_rows_per_request = 100000
 //! snapshot_every_rows = 500     # restart replays at most this many stored rows per entity
+//! retain_rows = 100000          # rows and results kept per entity (default: all)
 //! threads = 4
 //!
 //! [remote_write]                # Prometheus remote-write on POST /api/v1/write
@@ -45,6 +46,8 @@ pub struct FileConfig {
     pub max_rows_per_request: Option<usize>,
     /// Rows between two snapshots of an entity's monitor (default 500).
     pub snapshot_every_rows: Option<u64>,
+    /// Rows (with their results) kept per entity; 0 or absent: all.
+    pub retain_rows: Option<u64>,
     pub threads: Option<usize>,
     pub remote_write: Option<RemoteWriteConfig>,
     #[serde(default)]

@@ -114,6 +114,7 @@ pub(crate) fn create_entity(
         events: 0,
         in_episode: false,
         snapshot_row: 0,
+        pruned_below: 0,
     };
     let snap = monitor.snapshot().map_err(|e| bad(500, e.to_string()))?;
     s.store
@@ -367,9 +368,19 @@ pub(crate) fn commit(
     } else {
         None
     };
+    // Retention: never below the snapshot, whose later rows a restart replays.
+    let mut prune = None;
+    if s.retain_rows > 0 {
+        let cutoff = info.rows.saturating_sub(s.retain_rows).min(info.snapshot_row);
+        if cutoff > info.pruned_below {
+            prune = Some((info.pruned_below, cutoff));
+            info.pruned_below = cutoff;
+        }
+    }
     let first = info.events;
     info.events += events.len() as u64;
     let write = IngestWrite {
+        prune,
         entity: info.id.clone(),
         meta: serde_json::to_vec(&info).unwrap_or_default(),
         snapshot,

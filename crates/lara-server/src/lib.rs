@@ -23,6 +23,9 @@
 //! operator control; a restart restores the snapshot and replays the stored rows after it —
 //! the monitor is deterministic and batch-invariant, so results after a restart equal those
 //! of a run without it (tested with SIGKILL between ingests and during a sustained ingest).
+//! With `retain_rows` (`--retain-rows`), rows and results older than that many rows are deleted
+//! in the same transactions, never past the stored snapshot (a restart must replay the rows
+//! after it); events are kept.
 //! Partial remote-write rows (a scrape whose series have not all arrived) are kept in memory
 //! only: they are not acknowledged rows.
 //!
@@ -83,6 +86,9 @@ pub struct ServeConfig {
     /// An entity's snapshot is rewritten after this many rows (between two, its rows are
     /// stored and replayed on restart).
     pub snapshot_every: u64,
+    /// Rows (and their results) kept per entity; older ones are deleted (0: keep all). At
+    /// least `snapshot_every`, so a restart can always replay.
+    pub retain_rows: u64,
     pub threads: usize,
     pub remote_write: config::RemoteWriteConfig,
     pub webhooks: Vec<config::WebhookConfig>,
@@ -99,6 +105,7 @@ impl ServeConfig {
             max_body: 64 << 20,
             max_rows: 100_000,
             snapshot_every: 500,
+            retain_rows: 0,
             threads: 4,
             remote_write: config::RemoteWriteConfig::default(),
             webhooks: Vec::new(),
@@ -138,6 +145,9 @@ pub struct EntityInfo {
     /// Rows the stored snapshot covers.
     #[serde(default)]
     pub snapshot_row: u64,
+    /// Rows and results below this row were pruned (`retain_rows`).
+    #[serde(default)]
+    pub pruned_below: u64,
 }
 
 pub(crate) struct LoadedModel {
@@ -202,6 +212,7 @@ pub struct Service {
     pub(crate) max_body: usize,
     pub(crate) max_rows: usize,
     pub(crate) snapshot_every: u64,
+    pub(crate) retain_rows: u64,
     pub(crate) remote_write: config::RemoteWriteConfig,
     /// Partial remote-write rows per entity.
     pub(crate) pending: Mutex<HashMap<String, remote_write::Pending>>,
@@ -218,6 +229,12 @@ pub struct Service {
 impl Service {
     /// Opens the store and restores every model and entity.
     pub fn open(cfg: &ServeConfig) -> Result<Arc<Service>, ServerError> {
+        if cfg.retain_rows > 0 && cfg.retain_rows < cfg.snapshot_every {
+            return Err(ServerError::Config(format!(
+                "retain_rows = {} is below snapshot_every_rows = {}: a restart could not replay the rows after a snapshot",
+                cfg.retain_rows, cfg.snapshot_every
+            )));
+        }
         let store = Store::open(&cfg.data_dir, cfg.webhooks.len() as u32)?;
         let mut models = HashMap::new();
         for (id, bytes) in store.models()? {
@@ -262,6 +279,7 @@ impl Service {
             max_body: cfg.max_body,
             max_rows: cfg.max_rows,
             snapshot_every: cfg.snapshot_every.max(1),
+            retain_rows: cfg.retain_rows,
             remote_write: cfg.remote_write.clone(),
             pending: Mutex::new(HashMap::new()),
             hub: alarms::AlarmHub::default(),

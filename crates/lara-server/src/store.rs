@@ -58,6 +58,8 @@ pub struct IngestWrite {
     pub rows: Vec<(u64, Vec<f32>)>,
     /// Alarms (JSON) to put in every webhook's outbox.
     pub alarms: Vec<Vec<u8>>,
+    /// Rows `[from, to)` whose raw values and results are deleted (retention).
+    pub prune: Option<(u64, u64)>,
 }
 
 /// Group commit: ingests that arrive while a transaction is being written wait, and the next
@@ -231,6 +233,13 @@ impl Store {
                 }
                 for (i, v) in &x.events {
                     events.insert(row_key(&x.entity, *i).as_slice(), v.as_slice()).map_err(err)?;
+                }
+                if let Some((from, to)) = x.prune {
+                    for i in from..to {
+                        let k = row_key(&x.entity, i);
+                        results.remove(k.as_slice()).map_err(err)?;
+                        rows.remove(k.as_slice()).map_err(err)?;
+                    }
                 }
                 for (i, row) in &x.rows {
                     buf.clear();
