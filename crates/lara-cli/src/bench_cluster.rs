@@ -14,6 +14,9 @@ use lara_cluster::{tokio, Broker, EntitySpec};
 use lara_core::Series;
 use lara_vae::{Detector, FitOptions, TrainConfig};
 
+use crate::bench_serve::{row, rss_mib};
+use crate::report::percentile;
+
 const BENCH_CLUSTER_HELP: &str = "\
 Needs nats-server (Debian: apt-get install nats-server; or $LARA_NATS_SERVER). For each worker
 count it starts a fresh `nats-server -js` (file store in a temporary folder) on loopback, this
@@ -55,17 +58,6 @@ pub struct ClusterBenchArgs {
     pub latency_samples: usize,
 }
 
-/// Row `t` of synthetic entity `e`: a sine per column with an entity-specific level and scale.
-fn row(e: usize, t: usize, m: usize) -> Vec<f32> {
-    let (level, scale) = ((e % 7) as f32 * 0.5, 1.0 + (e % 3) as f32 * 0.2);
-    (0..m)
-        .map(|j| {
-            let x = std::f32::consts::TAU * t as f32 / 25.0 + j as f32 * 0.3;
-            scale * x.sin() + level + 0.02 * (((t * 31 + j * 17 + e * 7) % 13) as f32 - 6.0)
-        })
-        .collect()
-}
-
 struct Worker {
     child: Child,
     id: String,
@@ -90,19 +82,6 @@ fn start_worker(url: &str, id: &str) -> Result<Worker> {
         bail!("lara worker {id} ended at start");
     }
     Ok(Worker { child, id: id.to_string() })
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
-        .map(|k| k / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(((p * v.len() as f64) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
 }
 
 async fn owners(b: &Broker) -> Result<(usize, Vec<String>)> {
@@ -193,7 +172,7 @@ pub fn run(args: &ClusterBenchArgs) -> Result<()> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let rss_start: f64 = ws.iter().map(|w| rss_mib(w.child.id())).sum();
+        let rss_start: f64 = ws.iter().map(|w| rss_mib(w.child.id()).unwrap_or(0.0)).sum();
         // Publish everything (acks awaited in windows of 512), then wait for every result.
         let msgs_per_entity = args.rows_per_entity.div_ceil(args.rows_per_message);
         let expected = (args.entities * msgs_per_entity) as u64;
@@ -233,7 +212,7 @@ pub fn run(args: &ClusterBenchArgs) -> Result<()> {
             std::thread::sleep(Duration::from_millis(20));
         }
         let total_s = t0.elapsed().as_secs_f64();
-        let rss_end: f64 = ws.iter().map(|w| rss_mib(w.child.id())).sum();
+        let rss_end: f64 = ws.iter().map(|w| rss_mib(w.child.id()).unwrap_or(0.0)).sum();
         let (pts, res, snaps) = rt.block_on(async {
             let p = b.points.get_info().await?.state.bytes;
             let r = b.results.get_info().await?.state.bytes;
@@ -329,7 +308,7 @@ fn latency_and_failover(
         }
         anyhow::Ok(lat)
     })?;
-    let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+    let (p50, p99) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.99));
     if ws.len() < 2 {
         return Ok((p50, p99, f64::NAN, f64::NAN, 0));
     }

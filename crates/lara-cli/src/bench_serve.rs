@@ -13,6 +13,8 @@ use lara_stream::{Monitor, MonitorConfig};
 use lara_vae::{Detector, FitOptions, TrainConfig};
 use serde_json::json;
 
+use crate::report::percentile;
+
 const BENCH_SERVE_HELP: &str = "\
 Starts this binary as `lara serve` on a free loopback port with a fresh store, uploads one
 shared base model (trained here on a synthetic entity), creates --entities entities on it with
@@ -64,7 +66,8 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / tick.max(1.0))
 }
 
-fn rss_mib(pid: u32) -> Option<f64> {
+/// Resident memory of process `pid` (MiB), from /proc.
+pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
@@ -72,7 +75,7 @@ fn rss_mib(pid: u32) -> Option<f64> {
 
 /// Row `t` of synthetic entity `e` (`m` columns): a sine of period 25 per column (phase by
 /// column), a level and a scale that differ by entity, a little deterministic noise.
-fn row(e: usize, t: usize, m: usize) -> Vec<f32> {
+pub(crate) fn row(e: usize, t: usize, m: usize) -> Vec<f32> {
     let (level, scale) = ((e % 7) as f32 * 0.5, 1.0 + (e % 3) as f32 * 0.2);
     (0..m)
         .map(|j| {
@@ -94,11 +97,6 @@ fn send(a: &ureq::Agent, method: &str, url: &str, body: &[u8]) -> Result<(u16, V
     .with_context(|| format!("{method} {url}"))?;
     let st = r.status().as_u16();
     Ok((st, r.into_body().read_to_vec().unwrap_or_default()))
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(((p * v.len() as f64) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0.0)
 }
 
 pub fn run(args: &ServeBenchArgs) -> Result<()> {
@@ -145,8 +143,8 @@ pub fn run(args: &ServeBenchArgs) -> Result<()> {
     let cpu_in0 = cpu_seconds(me).unwrap_or(0.0);
     let inproc = push_rounds(&mut mons, args.warm_rounds..args.warm_rounds + args.rounds)?;
     // CPU time, not wall time: other load on the machine does not count.
-    let scoring_us =
-        1e6 * (cpu_seconds(me).unwrap_or(0.0) - cpu_in0) / (sample * args.rounds * args.rows_per_request) as f64;
+    let scoring_cpu = cpu_seconds(me).unwrap_or(0.0) - cpu_in0;
+    let scoring_us = 1e6 * scoring_cpu / (sample * args.rounds * args.rows_per_request) as f64;
     let state_kib = mons.iter().map(|m| m.state_bytes_without_rows()).sum::<usize>() as f64 / 1024.0 / sample as f64;
     drop(mons);
 
@@ -228,7 +226,7 @@ pub fn run(args: &ServeBenchArgs) -> Result<()> {
             .find_map(|l| l.strip_prefix("lara_adaptations_total "))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        let (p50, p99) = (pct(&mut l, 0.5), pct(&mut l, 0.99));
+        let (p50, p99) = (percentile(&mut l, 0.5), percentile(&mut l, 0.99));
         // Idle entities.
         let t = Instant::now();
         for e in 0..args.idle {
@@ -251,11 +249,16 @@ pub fn run(args: &ServeBenchArgs) -> Result<()> {
             "  steady ingest ({} requests per entity): {rps:.0} rows/s through HTTP + store, request latency p50 {p50:.1} ms, p99 {p99:.1} ms; {inproc:.0} rows/s in process (one thread, no HTTP, no store)",
             args.rounds
         );
-        println!(
-            "  server CPU per row (steady): {server_us:.0} µs, of which scoring {scoring_us:.0} µs (CPU in process) and HTTP + JSON + store {:.0} µs ({:.2}× the scoring); the clients run on the same 2 cores",
-            server_us - scoring_us,
-            (server_us - scoring_us) / scoring_us
-        );
+        // /proc counts CPU time in ticks of 10 ms: a split from fewer than 10 ticks means nothing.
+        if scoring_cpu >= 0.1 && server_cpu >= 0.1 {
+            println!(
+                "  server CPU per row (steady): {server_us:.0} µs, of which scoring {scoring_us:.0} µs (CPU in process) and HTTP + JSON + store {:.0} µs ({:.2}× the scoring); the clients run on the same 2 cores",
+                server_us - scoring_us,
+                (server_us - scoring_us) / scoring_us
+            );
+        } else {
+            println!("  server CPU per row: run too short to time in CPU ticks (use more --entities or --rounds)");
+        }
         println!(
             "  entity creation {:.1} ms each; {adaptations} adaptations in all; monitor state without rows {state_kib:.1} KiB per entity; server RSS {rss_start:.0} MiB empty, {rss_busy:.0} MiB after the run",
             1e3 * create_s / n_e as f64

@@ -68,3 +68,9 @@ mod tests {
         assert_eq!(fmt_opt(Some(0.5)), "0.500000");
     }
 }
+
+/// The `p`-quantile of `v` by the nearest-rank rule (sorts `v`); NaN when empty.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((p * v.len() as f64) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
+}

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 mod common;
 
 use common::server::{agent, call, js, Server};
-use common::{shared, tmp_dir, train_small, FILE};
+use common::{file_values, tmp_dir, train_small};
 
 const TOKEN: &str = "dash-s3cret";
 const VIEW_W: u32 = 1400;
@@ -333,10 +333,6 @@ fn artifacts() -> PathBuf {
     d
 }
 
-fn values() -> Vec<f64> {
-    let text = std::fs::read_to_string(shared().join(FILE)).unwrap();
-    text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect()
-}
 
 /// POSTs rows of the one-column model (with epoch-second time stamps when given); returns
 /// the results.
@@ -425,7 +421,7 @@ fn the_dashboard_shows_the_fleet_an_entity_and_live_alarms() {
         let (st, b) = call("PUT", &format!("{base}/v1/entities/{id}"), "application/json", body.as_bytes(), Some(TOKEN));
         assert_eq!(st, 201, "{id}: {}", String::from_utf8_lossy(&b));
     }
-    let vals = values();
+    let vals = file_values();
     // web-normal: time stamps one minute apart ending now (epoch seconds), so its alarms
     // count as "in the last hour/day"; the others carry no time stamps (counted by rows).
     let n = 300;

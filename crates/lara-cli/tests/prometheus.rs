@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 mod common;
 
 use common::server::{call, js, Server};
-use common::{shared, tmp_dir, train_small, FILE};
+use common::{file_values, tmp_dir, train_small};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -73,9 +73,7 @@ fn prometheus_remote_writes_scraped_rows_that_lara_scores() {
     let t = Some("promtok");
     assert_eq!(call("PUT", &format!("{}/v1/models/nab/file", srv.base), "", &std::fs::read(&model).unwrap(), t).0, 200);
 
-    let text = std::fs::read_to_string(shared().join(FILE)).unwrap();
-    let values: Vec<f64> = text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
-    let (target, served) = exporter(values);
+    let (target, served) = exporter(file_values());
     // The entity is the scrape target's `instance` label.
     let entity = target.clone();
     let (st, b) =

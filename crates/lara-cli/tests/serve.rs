@@ -5,13 +5,8 @@ use serde_json::{json, Value};
 mod common;
 
 use common::server::{call, follow_alarms, js, Receiver, Server};
-use common::{lara, shared, tmp_dir, train_small as train, FILE};
+use common::{file_values, lara, shared, tmp_dir, train_small as train, FILE};
 
-/// The file's values as rows.
-fn values() -> Vec<f64> {
-    let text = std::fs::read_to_string(shared().join(FILE)).unwrap();
-    text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect()
-}
 
 /// The service scores exactly as `lara replay --model` does, and a SIGKILL + restart in the
 /// middle changes nothing: every acknowledged row was stored and the monitor resumes from its
@@ -21,7 +16,7 @@ fn results_equal_a_replay_across_a_kill_and_restart() {
     let dir = tmp_dir("restart");
     let model = train(&dir);
     let data_dir = dir.join("store");
-    let vals = values();
+    let vals = file_values();
     let half = vals.len() / 2;
 
     let srv = Server::start(&data_dir, &[]);
@@ -200,7 +195,7 @@ fn a_training_job_produces_a_usable_model() {
         None,
     );
     assert_eq!(st, 201);
-    let rows: Vec<Vec<f64>> = values()[..60].iter().map(|v| vec![*v + 5.0]).collect();
+    let rows: Vec<Vec<f64>> = file_values()[..60].iter().map(|v| vec![*v + 5.0]).collect();
     let (st, b) = call(
         "POST",
         &format!("{}/v1/entities/c/points", srv.base),
@@ -260,7 +255,7 @@ fn alarms_reach_sse_webhooks_and_explain() {
     let alarms = follow_alarms(&srv.base, t);
     // Wait until the stream is subscribed (the SSE thread registers before answering).
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let vals = values();
+    let vals = file_values();
     let normal = push_values(&srv.base, "e", &vals[..200], t);
     let first_alarm = normal.iter().position(|r| r["is_anomaly"] == true);
     let spike: Vec<f64> = (0..5).map(|_| vals[199] * 50.0 + 100.0).collect();
@@ -349,18 +344,18 @@ fn detect_and_training_from_history_match_the_cli() {
         assert_eq!(String::from_utf8(b).unwrap(), std::fs::read_to_string(&out).unwrap(), "causal={causal}");
         let (st, b) = call("POST", &u(&format!("/v1/detect?model=nab&causal={causal}")), "text/csv", &text, None);
         assert_eq!(st, 200);
-        assert_eq!(js(&b)["results"].as_array().unwrap().len(), values().len());
+        assert_eq!(js(&b)["results"].as_array().unwrap().len(), file_values().len());
     }
     assert_eq!(call("POST", &u("/v1/detect?model=nope"), "text/csv", &text, None).0, 404);
     assert_eq!(call("POST", &u("/v1/detect?model=nab"), "text/csv", b"timestamp,cpu\n1,2\n", None).0, 400);
 
     // Training from history: rows pushed to an entity become a model's training data.
     assert_eq!(call("PUT", &u("/v1/entities/h"), "application/json", br#"{"model": "nab"}"#, None).0, 201);
-    push_values(&srv.base, "h", &values()[..246], None);
+    push_values(&srv.base, "h", &file_values()[..246], None);
     let (_, b) = call("GET", &u("/v1/entities/h/scores?from=5&to=6&values=true"), "", b"", None);
     let got = js(&b)["results"].as_array().unwrap().clone();
     assert_eq!(got.len(), 2);
-    assert_eq!(got[0]["values"][0].as_f64().unwrap(), values()[5] as f32 as f64);
+    assert_eq!(got[0]["values"][0].as_f64().unwrap(), file_values()[5] as f32 as f64);
     let (st, b) = call("POST", &u("/v1/models/fromh/train?entity=h&window=24&seed=7"), "", b"", None);
     assert_eq!(st, 202, "{}", String::from_utf8_lossy(&b));
     let job = js(&b)["job"].as_str().unwrap().to_string();
@@ -404,7 +399,7 @@ fn a_kill_during_sustained_ingest_loses_no_acknowledged_row() {
     let dir = tmp_dir("sustained");
     let model = train(&dir);
     let data_dir = dir.join("store");
-    let vals = values();
+    let vals = file_values();
     let srv = Server::start(&data_dir, &[]);
     let u = |base: &str, p: &str| format!("{base}{p}");
     assert_eq!(call("PUT", &u(&srv.base, "/v1/models/nab/file"), "", &std::fs::read(&model).unwrap(), None).0, 200);
@@ -436,7 +431,7 @@ fn a_kill_during_sustained_ingest_loses_no_acknowledged_row() {
         let mut i = 0;
         while i < n {
             let to = (i + 7).min(n);
-            let body = json!({ "rows": values()[i..to].iter().map(|v| vec![*v]).collect::<Vec<_>>(),
+            let body = json!({ "rows": file_values()[i..to].iter().map(|v| vec![*v]).collect::<Vec<_>>(),
                                "timestamps": (i..to).map(|k| k.to_string()).collect::<Vec<_>>() });
             let url = format!("{base}/v1/entities/live/points");
             let ok = common::server::agent()
@@ -491,7 +486,7 @@ fn fuzzed_requests_never_break_the_server() {
     let u = |p: &str| format!("{}{p}", srv.base);
     assert_eq!(call("PUT", &u("/v1/models/nab/file"), "", &model_bytes, None).0, 200);
     assert_eq!(call("PUT", &u("/v1/entities/e"), "application/json", br#"{"model": "nab"}"#, None).0, 201);
-    push_values(&srv.base, "e", &values()[..100], None);
+    push_values(&srv.base, "e", &file_values()[..100], None);
     let (_, b) = call("GET", &u("/v1/openapi.json"), "", b"", None);
     let doc = js(&b);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -545,7 +540,7 @@ fn fuzzed_requests_never_break_the_server() {
     assert_eq!(js(&before), js(&after));
     assert_eq!(js(&ent), js(&ent2));
     // And it still scores.
-    push_values(&srv.base, "e", &values()[300..310], None);
+    push_values(&srv.base, "e", &file_values()[300..310], None);
 }
 
 /// With `[llm]` configured (the local SmolLM2 GGUF that `lara llm fetch` or
@@ -580,7 +575,7 @@ fn an_alarm_is_explained_by_the_local_llm() {
     let u = |p: &str| format!("{}{p}", srv.base);
     assert_eq!(call("PUT", &u("/v1/models/nab/file"), "", &std::fs::read(&model).unwrap(), None).0, 200);
     assert_eq!(call("PUT", &u("/v1/entities/web"), "application/json", br#"{"model": "nab"}"#, None).0, 201);
-    let vals = values();
+    let vals = file_values();
     push_values(&srv.base, "web", &vals[..150], None);
     let res = push_values(&srv.base, "web", &[vals[149] * 50.0 + 100.0], None);
     assert_eq!(res[0]["is_anomaly"], true);
@@ -601,7 +596,7 @@ fn an_alarm_is_explained_by_the_local_llm() {
 fn retention_keeps_what_a_restart_needs() {
     let dir = tmp_dir("retain");
     let model = train(&dir);
-    let vals = values();
+    let vals = file_values();
     let push_all = |base: &str, rows: &[f64]| {
         for c in rows.chunks(50) {
             push_values(base, "r", c, None);

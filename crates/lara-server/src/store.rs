@@ -38,6 +38,12 @@ pub fn row_key(entity: &str, i: u64) -> Vec<u8> {
     k
 }
 
+/// A stored raw row: its values as f32 little-endian (the inverse of the encoding in
+/// `write_batch`).
+fn decode_row(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
 fn err(e: impl std::fmt::Display) -> ServerError {
     ServerError::Store(e.to_string())
 }
@@ -264,7 +270,7 @@ impl Store {
         Ok(self
             .range(ROWS, entity, from, to, limit)?
             .into_iter()
-            .map(|b| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            .map(|b| decode_row(&b))
             .collect())
     }
 
@@ -274,9 +280,7 @@ impl Store {
         let table = r.open_table(ROWS).map_err(err)?;
         let mut out = Vec::with_capacity(rows.len());
         for &i in rows {
-            out.push(table.get(row_key(entity, i).as_slice()).map_err(err)?.map(|v| {
-                v.value().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-            }));
+            out.push(table.get(row_key(entity, i).as_slice()).map_err(err)?.map(|v| decode_row(v.value())));
         }
         Ok(out)
     }

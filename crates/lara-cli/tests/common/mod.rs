@@ -32,6 +32,12 @@ pub fn tmp_dir(tag: &str) -> PathBuf {
 /// A small real NAB file (1643 rows, training prefix 246).
 pub const FILE: &str = "data/tsbad/081_NAB_id_28_WebService_tr_246_1st_340.csv";
 
+/// The values of [`FILE`]'s one feature column, in row order.
+pub fn file_values() -> Vec<f64> {
+    let text = std::fs::read_to_string(shared().join(FILE)).unwrap();
+    text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect()
+}
+
 /// Asserts that a run succeeded; returns its stdout.
 pub fn ok(out: &Output, what: &str) -> String {
     assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
