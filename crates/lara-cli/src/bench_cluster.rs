@@ -187,7 +187,7 @@ pub fn run(args: &ClusterBenchArgs) -> Result<()> {
                         (a..(a + args.rows_per_message).min(args.rows_per_entity)).map(|t| row(e, t, m)).collect();
                     let ent = format!("e{e}");
                     let subject = lara_cluster::points_subject(lara_cluster::partition_of(&ent, b.partitions), &ent);
-                    let payload = serde_json::to_vec(&lara_cluster::PointsMsg { rows })?;
+                    let payload = serde_json::to_vec(&lara_cluster::PointsMsg::rows(rows))?;
                     pending.push(b.js.publish(subject, payload.into()).await?);
                     if pending.len() >= 512 {
                         for p in pending.drain(..) {

@@ -2,15 +2,16 @@
 //!
 //! A fleet too large for one `lara serve` is spread over `lara worker` processes that share
 //! nothing but a NATS server with JetStream (Debian's `nats-server` 2.9 is enough; the client
-//! is `async-nats`). `lara front` is the HTTP API in front of them: it publishes ingest and
-//! serves results. The online monitor stays synchronous and deterministic (`lara-stream`);
-//! async code lives only at the broker edges.
+//! is `async-nats`). `lara serve --nats URL` (or its alias `lara front`) is the HTTP API in
+//! front of them ([`front`]): it publishes ingest and operator controls and serves results,
+//! with the single node's routes and bodies. The online monitor stays synchronous and
+//! deterministic (`lara-stream`); async code lives only at the broker edges.
 //!
 //! ## Streams and buckets
 //! | name | kind | content |
 //! |---|---|---|
-//! | `LARA_POINTS` | stream, file storage | `lara.points.<partition>.<entity>`: one message per ingest request, `{"rows": [[..], ..]}`; `Nats-Msg-Id` = the client's `Idempotency-Key` (or a fresh id), so a retried request is stored once (duplicate window [`DUPLICATE_WINDOW`]) |
-//! | `LARA_RESULTS` | stream, file storage | `lara.scores.<entity>`: the monitor's results for one points message ([`ResultsMsg`], `Nats-Msg-Id` = `<entity>:<first row>:<rows>`); `lara.alarms`: the first anomalous row of an episode ([`Alarm`], `Nats-Msg-Id` = `alarm:<entity>:<row>`) |
+//! | `LARA_POINTS` | stream, file storage | `lara.points.<partition>.<entity>`: one message per ingest request, `{"rows": [[..], ..]}` (remote-write adds `"timestamps"`), or one operator control `{"control": "adapt" \| "rollback" \| "delete"}` ([`PointsMsg`]); `Nats-Msg-Id` = the client's `Idempotency-Key` (remote-write: `rw:<entity>:<first ts>:<rows>`; none without a key), so a retried request is stored once (duplicate window [`DUPLICATE_WINDOW`]). Purged per partition below its checkpoint |
+//! | `LARA_RESULTS` | stream, file storage | `lara.scores.<entity>`: the monitor's results for one points message ([`ResultsMsg`], `Nats-Msg-Id` = `<entity>:<points seq>:<first row>:<rows>`: the same for every owner, unique per entity incarnation); `lara.events.<entity>`: the decisions one points message caused, and every control's answer ([`EventsMsg`], `Nats-Msg-Id` = `events:<entity>:<points seq>`); `lara.alarms`: the first anomalous row of an episode ([`alarm_record`], the single node's record; `Nats-Msg-Id` = `alarm:<entity>:<points seq>:<row>`). Optional `max_age` / `max_bytes` ([`Broker::set_results_retention`]) |
 //! | `lara-leases` | KV, `max_age` = lease TTL | `p<partition>` → worker id: who owns the partition |
 //! | `lara-workers` | KV, `max_age` = lease TTL | worker id → heartbeat: the live workers (rebalancing) |
 //! | `lara-snapshots` | KV | `<entity>` → [`SnapshotRecord`] (the points-stream sequence it covers + the monitor's snapshot); `cp.<partition>` → the partition's checkpoint sequence |
@@ -44,6 +45,27 @@
 //! the checkpoint `cp.<p>` = the last sequence applied. Snapshot and checkpoint writes are
 //! revision-checked updates that never move a key to a lower sequence.
 //!
+//! ## Operator controls
+//! `POST /v1/entities/{id}/adapt`, `/rollback` and `DELETE /v1/entities/{id}` publish a
+//! control message on the entity's points subject. The owning worker applies it in stream
+//! order, between the rows before and after it, on a copy of the monitor (a refused control
+//! changes nothing, as on the single node), and answers on `lara.events.<entity>`; the front
+//! waits for that answer (10 s, then 202 "queued"). A control is a stream message like a row:
+//! it is covered by snapshots and checkpoints the same way, so a worker that takes over
+//! replays it exactly where it was, and its answer is published once (the last
+//! `lara.events.<entity>` sequence is read when the entity is loaded, like the last scored
+//! row). `delete` makes the owner drop the entity's monitor (a tombstone until the entity is
+//! created again, recognised by a new spec revision); once it answered, the front deletes the
+//! spec and the snapshot and purges the entity's points, results and decisions.
+//!
+//! ## Retention
+//! After a partition's checkpoint S is written, the worker purges `lara.points.<p>.>` below
+//! S+1 (everything at or below S is in snapshots or in stored results, and a new owner starts
+//! at S+1); `lara worker --keep-points` keeps them. `LARA_RESULTS` takes a `max_age` and a
+//! `max_bytes` from the front (`--results-max-age-s`, `--results-max-mib`; the duplicate
+//! window shrinks to `max_age` when shorter). Keep `max_age` far above the lease TTL: a new
+//! owner re-publishes re-scored rows whose stored results already expired.
+//!
 //! ## Exactly once, and equal to a single node
 //! * The rows an entity sees are the payloads of its points messages in stream order: the same
 //!   sequence for every worker that ever runs it, and the same sequence `lara replay` would get.
@@ -61,15 +83,21 @@
 //! * Leases are for efficiency, not for safety: two workers briefly running one partition
 //!   publish identical results and write snapshots that are correct whichever wins.
 //!
-//! ## What is not done (first slice)
-//! * The front is its own process (`lara front`), not `lara serve --nats`; it serves points
-//!   ingest (JSON), entity creation, model upload, scores, alarms, the cluster view and
-//!   `/metrics` — not the rest of `lara serve`'s API (operator controls, webhooks, SSE,
-//!   remote-write, training jobs).
-//! * Streams have no retention limit: `LARA_POINTS` grows until an operator purges below the
-//!   smallest checkpoint. No replicas are configured (single broker); on a NATS cluster set R3.
-//! * Entities cannot be deleted or moved to another model; the partition count is fixed when
-//!   the cluster is first set up.
+//! ## What is not done
+//! * Of `lara serve`'s API the front lacks: model training jobs (`POST /v1/models`,
+//!   `…/train`, `/v1/jobs`), model listing and deletion, `GET /v1/models/{id}/file`,
+//!   `GET /v1/entities` (listing), `GET …/versions`, stateless `/v1/detect`, webhooks and their
+//!   dead letters, alarm explanations, the dashboard and `/v1/openapi.json`. Timestamps are
+//!   carried to the results but not checked to increase (the single node refuses older ones).
+//! * Remote-write rows wait for their missing columns in the memory of the front that got
+//!   them: behind a load balancer, route one Prometheus to one front. The last timestamp per
+//!   entity (late samples are dropped) is recovered from the entity's last points message
+//!   only while that message is not purged; a retried request is de-duplicated by its message
+//!   id within the duplicate window.
+//! * Rows posted while a `DELETE` of their entity is in flight may still be scored before the
+//!   entity's streams are purged. Alarms of a deleted entity stay on `lara.alarms`.
+//! * No replicas are configured (single broker); on a NATS cluster set R3. The partition count
+//!   is fixed when the cluster is first set up; entities cannot move to another model.
 
 pub mod front;
 pub mod natsd;
@@ -78,13 +106,14 @@ pub mod worker;
 // For the CLI's benchmark (async code without its own dependencies on these).
 pub use async_nats;
 pub use futures_util;
+pub use lara_server;
 pub use tokio;
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use async_nats::jetstream::{self, kv, object_store, stream};
-use lara_stream::{MonitorConfig, Policy, Scored};
+use lara_stream::{Event, MonitorConfig, Policy, Scored};
 use serde::{Deserialize, Serialize};
 
 pub const POINTS_STREAM: &str = "LARA_POINTS";
@@ -122,6 +151,11 @@ pub fn points_subject(partition: u32, entity: &str) -> String {
 pub fn scores_subject(entity: &str) -> String {
     format!("lara.scores.{entity}")
 }
+pub fn events_subject(entity: &str) -> String {
+    format!("lara.events.{entity}")
+}
+/// Subjects of `LARA_RESULTS`.
+pub const RESULTS_SUBJECTS: [&str; 3] = ["lara.scores.>", "lara.events.>", ALARMS_SUBJECT];
 
 /// How an entity's monitor is built (KV `lara-entities`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,10 +186,27 @@ impl EntitySpec {
     }
 }
 
-/// A points message's payload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The operator controls a points message can carry (`{"control": "adapt"}`): applied by the
+/// owning worker at their place in the entity's stream, like rows.
+pub const CONTROLS: &[&str] = &["adapt", "rollback", "delete"];
+
+/// A points message's payload: rows (`{"rows": [[..], ..]}`, with `"timestamps"` when the
+/// request had them; remote-write: milliseconds), or one operator control
+/// (`{"control": "adapt"}`, one of [`CONTROLS`]; no rows).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PointsMsg {
+    #[serde(default)]
     pub rows: Vec<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamps: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+}
+
+impl PointsMsg {
+    pub fn rows(rows: Vec<Vec<f32>>) -> PointsMsg {
+        PointsMsg { rows, ..Default::default() }
+    }
 }
 
 /// The results of one points message (subject `lara.scores.<entity>`).
@@ -165,21 +216,41 @@ pub struct ResultsMsg {
     /// Sequence of the points message in `LARA_POINTS`.
     pub points_seq: u64,
     pub rows: Vec<Scored>,
+    /// The rows' timestamps from the points message (served as each result's `timestamp`, as
+    /// the single node does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamps: Option<Vec<String>>,
     /// Milliseconds since the Unix epoch when the worker published (latency measurement; not
     /// part of the deterministic result).
     #[serde(default)]
     pub published_ms: u64,
 }
 
-/// An alarm: the first anomalous row of an episode (subject `lara.alarms`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Alarm {
+/// The monitor's decisions caused by one points message (subject `lara.events.<entity>`,
+/// `Nats-Msg-Id` = `events:<entity>:<points_seq>`): published for every control message (with
+/// its outcome) and for every rows message that produced decisions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventsMsg {
     pub entity: String,
-    pub row: u64,
-    pub score: f64,
-    pub p_anomaly: f64,
+    pub points_seq: u64,
+    /// The control this message answers (None: decisions the rows caused).
+    #[serde(default)]
+    pub control: Option<String>,
+    /// Why the monitor refused the control (it changed nothing).
+    #[serde(default)]
+    pub error: Option<String>,
+    pub events: Vec<Event>,
+    /// The monitor after the message: its state, model version and rows seen.
+    pub state: String,
     pub model_version: u32,
-    pub top_dims: Vec<usize>,
+    pub rows: u64,
+}
+
+/// The alarm record on `lara.alarms` (`Nats-Msg-Id` = `alarm:<entity>:<points seq>:<row>`): the single
+/// node's ([`lara_server::alarms::alarm_json`]): `{"id": "<entity>:<row>", "entity", ..the
+/// row's result}`.
+pub fn alarm_record(entity: &str, scored: &Scored) -> serde_json::Value {
+    lara_server::alarms::alarm_json(entity, &serde_json::to_value(scored).unwrap_or_default())
 }
 
 /// An entity's snapshot in KV `lara-snapshots`: the last points-stream sequence it contains,
@@ -289,8 +360,16 @@ impl Broker {
             .with_context(|| format!("connecting to NATS at {url}"))?;
         let js = jetstream::new(client.clone());
         let points = get_or_create_stream(&js, POINTS_STREAM, vec!["lara.points.>".into()]).await?;
-        let results =
-            get_or_create_stream(&js, RESULTS_STREAM, vec!["lara.scores.>".into(), ALARMS_SUBJECT.into()]).await?;
+        let mut results =
+            get_or_create_stream(&js, RESULTS_STREAM, RESULTS_SUBJECTS.iter().map(|s| s.to_string()).collect()).await?;
+        // A cluster set up before `lara.events.>` existed: add the subject.
+        let info = results.get_info().await.map_err(|e| anyhow!("stream {RESULTS_STREAM}: {e}"))?;
+        if RESULTS_SUBJECTS.iter().any(|s| !info.config.subjects.iter().any(|x| x == s)) {
+            let mut cfg = info.config.clone();
+            cfg.subjects = RESULTS_SUBJECTS.iter().map(|s| s.to_string()).collect();
+            js.update_stream(cfg).await.map_err(|e| anyhow!("stream {RESULTS_STREAM}: adding subjects: {e}"))?;
+            results = js.get_stream(RESULTS_STREAM).await.map_err(|e| anyhow!("stream {RESULTS_STREAM}: {e}"))?;
+        }
         let ttl = lease_ttl.unwrap_or(DEFAULT_LEASE_TTL).max(Duration::from_millis(500));
         let leases = kv_bucket(&js, LEASES, ttl).await?;
         let workers = kv_bucket(&js, WORKERS, ttl).await?;
@@ -402,14 +481,111 @@ impl Broker {
 
     /// Publishes rows for an entity; returns (stream sequence, duplicate).
     pub async fn publish_points(&self, entity: &str, rows: &[Vec<f32>], msg_id: Option<&str>) -> Result<(u64, bool)> {
+        self.publish_msg(entity, &PointsMsg::rows(rows.to_vec()), msg_id).await
+    }
+
+    /// Publishes a points message (rows or a control) on the entity's points subject; returns
+    /// (stream sequence, duplicate).
+    pub async fn publish_msg(&self, entity: &str, msg: &PointsMsg, msg_id: Option<&str>) -> Result<(u64, bool)> {
         let subject = points_subject(partition_of(entity, self.partitions), entity);
-        let payload = serde_json::to_vec(&PointsMsg { rows: rows.to_vec() })?;
+        let payload = serde_json::to_vec(msg)?;
         let mut p = jetstream::message::PublishMessage::build().payload(payload.into());
         if let Some(id) = msg_id {
             p = p.message_id(id);
         }
         let ack = self.js.send_publish(subject, p).await?.await?;
         Ok((ack.sequence, ack.duplicate))
+    }
+
+    /// Publishes an operator control ([`CONTROLS`]) for an entity and waits up to `timeout`
+    /// for the owning worker's answer ([`EventsMsg`] with this sequence). Returns the stream
+    /// sequence and the answer (None: no worker applied it within `timeout`; it stays queued
+    /// in the stream and is applied when a worker gets to it).
+    pub async fn control(
+        &self,
+        entity: &str,
+        control: &str,
+        msg_id: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(u64, Option<EventsMsg>)> {
+        use futures_util::StreamExt;
+        if !CONTROLS.contains(&control) {
+            bail!("unknown control {control:?} (one of {})", CONTROLS.join(", "));
+        }
+        // Subscribed before publishing: the answer cannot be missed.
+        let mut sub = self.client.subscribe(events_subject(entity)).await?;
+        let msg = PointsMsg { control: Some(control.to_string()), ..Default::default() };
+        let (seq, dup) = self.publish_msg(entity, &msg, msg_id).await?;
+        if dup {
+            // A retry: the answer may be stored already.
+            if let Some(a) = self.find_events(entity, seq).await? {
+                return Ok((seq, Some(a)));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, sub.next()).await {
+                Ok(Some(m)) => {
+                    if let Ok(a) = serde_json::from_slice::<EventsMsg>(&m.payload) {
+                        if a.points_seq == seq {
+                            return Ok((seq, Some(a)));
+                        }
+                    }
+                }
+                Ok(None) | Err(_) => return Ok((seq, self.find_events(entity, seq).await?)),
+            }
+        }
+    }
+
+    /// The stored [`EventsMsg`] answering points message `seq` of `entity`.
+    pub async fn find_events(&self, entity: &str, seq: u64) -> Result<Option<EventsMsg>> {
+        Ok(self.events(entity).await?.into_iter().find(|a| a.points_seq == seq))
+    }
+
+    /// Every [`EventsMsg`] of an entity, in order.
+    pub async fn events(&self, entity: &str) -> Result<Vec<EventsMsg>> {
+        let mut out = Vec::new();
+        for (_, payload) in self.read_subject(&self.results, &events_subject(entity)).await? {
+            out.push(serde_json::from_slice(&payload)?);
+        }
+        Ok(out)
+    }
+
+    /// Removes what the cluster holds of an entity once its owner dropped it (the `delete`
+    /// control at `seq` was answered): its spec, its snapshot, its points up to `seq`, its
+    /// results and decisions. Its alarms stay on `lara.alarms` (a shared subject).
+    pub async fn remove_entity(&self, entity: &str, seq: u64) -> Result<()> {
+        self.entities.delete(entity).await.map_err(|e| anyhow!("deleting entity {entity}: {e}"))?;
+        self.snapshots.delete(entity).await.map_err(|e| anyhow!("deleting the snapshot of {entity}: {e}"))?;
+        let points = points_subject(partition_of(entity, self.partitions), entity);
+        self.points.purge().filter(points).sequence(seq + 1).await.map_err(|e| anyhow!("purging the points of {entity}: {e}"))?;
+        for subject in [scores_subject(entity), events_subject(entity)] {
+            self.results.purge().filter(subject.clone()).await.map_err(|e| anyhow!("purging {subject}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the retention of `LARA_RESULTS`: results, decisions and alarms older than
+    /// `max_age` or beyond `max_bytes` (oldest first) are removed (None: unlimited). The
+    /// duplicate window shrinks to `max_age` when that is shorter. Keep `max_age` well above
+    /// the lease TTL and the time a takeover takes: a new owner re-publishes re-scored rows
+    /// whose results already expired.
+    pub async fn set_results_retention(&self, max_age: Option<Duration>, max_bytes: Option<u64>) -> Result<()> {
+        let info = self.results.get_info().await.map_err(|e| anyhow!("stream {RESULTS_STREAM}: {e}"))?;
+        let mut cfg = info.config.clone();
+        cfg.max_age = max_age.unwrap_or(Duration::ZERO);
+        cfg.max_bytes = max_bytes.map(|b| b.min(i64::MAX as u64) as i64).unwrap_or(-1);
+        cfg.duplicate_window = match max_age {
+            Some(a) if !a.is_zero() => DUPLICATE_WINDOW.min(a),
+            _ => DUPLICATE_WINDOW,
+        };
+        if cfg.max_age != info.config.max_age
+            || cfg.max_bytes != info.config.max_bytes
+            || cfg.duplicate_window != info.config.duplicate_window
+        {
+            self.js.update_stream(cfg).await.map_err(|e| anyhow!("stream {RESULTS_STREAM}: retention: {e}"))?;
+        }
+        Ok(())
     }
 
     /// The last message on a subject of a stream (None when there is none).
@@ -452,13 +628,21 @@ impl Broker {
     }
 
     /// The scored rows of an entity, in the order published (every copy in the stream: a
-    /// row that appeared twice would show twice).
+    /// row that appeared twice would show twice), each with its `timestamp` when its points
+    /// message had one.
     pub async fn scores(&self, entity: &str) -> Result<Vec<serde_json::Value>> {
         let mut rows = Vec::new();
         for (_, payload) in self.read_subject(&self.results, &scores_subject(entity)).await? {
             let v: serde_json::Value = serde_json::from_slice(&payload)?;
             if let Some(a) = v["rows"].as_array() {
-                rows.extend(a.iter().cloned());
+                let ts = v["timestamps"].as_array().filter(|t| t.len() == a.len());
+                for (i, r) in a.iter().enumerate() {
+                    let mut r = r.clone();
+                    if let Some(t) = ts.and_then(|t| t[i].as_str()) {
+                        r["timestamp"] = t.into();
+                    }
+                    rows.push(r);
+                }
             }
         }
         Ok(rows)
@@ -490,11 +674,69 @@ impl Broker {
             workers.push(k?);
         }
         workers.sort();
+        let stats = |i: &stream::Info| {
+            serde_json::json!({
+                "messages": i.state.messages,
+                "bytes": i.state.bytes,
+                "first_seq": i.state.first_sequence,
+                "last_seq": i.state.last_sequence,
+                "max_age_s": i.config.max_age.as_secs_f64(),
+                "max_bytes": i.config.max_bytes,
+            })
+        };
+        let points = self.points.get_info().await.map_err(|e| anyhow!("{POINTS_STREAM}: {e}"))?;
+        let results = self.results.get_info().await.map_err(|e| anyhow!("{RESULTS_STREAM}: {e}"))?;
         Ok(serde_json::json!({
+            "streams": { POINTS_STREAM: stats(&points), RESULTS_STREAM: stats(&results) },
             "partitions": self.partitions,
             "lease_ttl_ms": self.lease_ttl.as_millis() as u64,
             "owners": owners,
             "workers": workers,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_messages_keep_their_wire_format() {
+        // A rows message is what the first slice wrote; old messages still parse.
+        let m = PointsMsg::rows(vec![vec![1.0, 2.0]]);
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"rows":[[1.0,2.0]]}"#);
+        let old: PointsMsg = serde_json::from_str(r#"{"rows":[[3.0]]}"#).unwrap();
+        assert_eq!(old.rows, vec![vec![3.0]]);
+        assert!(old.control.is_none() && old.timestamps.is_none());
+        let c: PointsMsg = serde_json::from_str(r#"{"control":"rollback"}"#).unwrap();
+        assert!(c.rows.is_empty() && c.control.as_deref() == Some("rollback"));
+    }
+
+    #[test]
+    fn alarms_are_the_single_nodes_record() {
+        let s = Scored {
+            row: 7,
+            score: 3.5,
+            threshold: 1.0,
+            is_anomaly: true,
+            p_anomaly: 0.99,
+            state: lara_stream::State::Normal,
+            model_version: 1,
+            top_dims: vec![0],
+        };
+        let a = alarm_record("web-1", &s);
+        assert_eq!(a["id"], "web-1:7");
+        assert_eq!(a["entity"], "web-1");
+        assert_eq!(a["row"], 7);
+        assert_eq!(a["is_anomaly"], true);
+    }
+
+    #[test]
+    fn partitions_and_ids() {
+        assert_eq!(partition_of("web-01", 64), partition_of("web-01", 64));
+        assert!(partition_of("x", 8) < 8);
+        assert!(valid_id("web-01_a") && !valid_id("a.b") && !valid_id("") && !valid_id(&"x".repeat(129)));
+        assert_eq!(points_subject(3, "e"), "lara.points.3.e");
+        assert_eq!(events_subject("e"), "lara.events.e");
     }
 }

@@ -14,7 +14,10 @@ use lara_vae::Detector;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{now_ms, scores_subject, Alarm, Broker, PointsMsg, ResultsMsg, SnapshotRecord, ALARMS_SUBJECT};
+use crate::{
+    alarm_record, events_subject, now_ms, scores_subject, Broker, EventsMsg, PointsMsg, ResultsMsg, SnapshotRecord,
+    ALARMS_SUBJECT,
+};
 
 /// How to run a worker.
 #[derive(Debug, Clone)]
@@ -27,10 +30,15 @@ pub struct WorkerConfig {
     pub lease_ttl: Option<Duration>,
     /// Rows between two snapshots of a partition's changed entities.
     pub snapshot_every: u64,
+    /// A partition idle this long after a change writes its snapshots and checkpoint.
+    pub snapshot_idle: Duration,
     /// Where to serve `/metrics` (None: nowhere).
     pub metrics_addr: Option<String>,
     /// Most points messages scored between two publishes.
     pub batch: usize,
+    /// Purge each partition's points below its checkpoint once the checkpoint is written
+    /// (`LARA_POINTS` then holds only what a takeover would replay).
+    pub purge_points: bool,
 }
 
 impl WorkerConfig {
@@ -41,8 +49,10 @@ impl WorkerConfig {
             id: format!("w{}-{}", std::process::id(), now_ms() % 100_000),
             lease_ttl: None,
             snapshot_every: 1000,
+            snapshot_idle: Duration::from_secs(5),
             metrics_addr: Some("127.0.0.1:0".into()),
             batch: 256,
+            purge_points: true,
         }
     }
 }
@@ -65,6 +75,9 @@ pub struct WorkerMetrics {
     pub leases_released: AtomicU64,
     pub partitions_owned: AtomicU64,
     pub partition_errors: AtomicU64,
+    pub controls: AtomicU64,
+    pub events_published: AtomicU64,
+    pub points_purged: AtomicU64,
 }
 
 impl WorkerMetrics {
@@ -88,6 +101,9 @@ impl WorkerMetrics {
             ("lara_worker_leases_released_total", "counter", g(&self.leases_released), "partition leases released (rebalancing, shutdown)"),
             ("lara_worker_partitions_owned", "gauge", g(&self.partitions_owned), "partitions owned now"),
             ("lara_worker_partition_errors_total", "counter", g(&self.partition_errors), "partition tasks that failed (restarted from the checkpoint)"),
+            ("lara_worker_controls_total", "counter", g(&self.controls), "operator controls applied (replayed ones included)"),
+            ("lara_worker_events_published_total", "counter", g(&self.events_published), "decision messages published (lara.events.<entity>)"),
+            ("lara_worker_points_purged_total", "counter", g(&self.points_purged), "points messages purged below checkpoints"),
         ] {
             s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{l} {v}\n"));
         }
@@ -301,14 +317,26 @@ struct Ent {
     in_episode: bool,
     /// Rows up to this one are already on the results stream (not published again).
     published_upto: Option<u64>,
+    /// Points sequence of the last decisions message already on the results stream.
+    events_upto: Option<u64>,
     /// Last points sequence applied.
     seq: u64,
     dirty: bool,
+    /// Revision of the entity's spec in `lara-entities` when it was loaded.
+    spec_rev: u64,
+    /// A `delete` control was applied: later messages are dropped unless the entity was
+    /// created again (a spec with another revision).
+    deleted: bool,
 }
 
 async fn load_entity(ctx: &Ctx, id: &str) -> Result<Option<Ent>> {
     let b = &ctx.b;
-    let Some(spec) = b.entity(id).await? else { return Ok(None) };
+    let (spec, spec_rev) = match b.entities.entry(id).await? {
+        Some(e) if e.operation == kv::Operation::Put => {
+            (serde_json::from_slice::<crate::EntitySpec>(&e.value).with_context(|| format!("entity {id}: spec"))?, e.revision)
+        }
+        _ => return Ok(None),
+    };
     let (base, fp) = ctx.model(&spec.model).await?;
     let entry = b.snapshots.entry(id).await?;
     let (monitor, snap_seq, in_episode, snap_rev) = match entry {
@@ -329,8 +357,23 @@ async fn load_entity(ctx: &Ctx, id: &str) -> Result<Option<Ent>> {
         }
         None => None,
     };
+    let events_upto = match b.last_on(&b.results, &events_subject(id)).await? {
+        Some(m) => serde_json::from_slice::<serde_json::Value>(&m.payload)?["points_seq"].as_u64(),
+        None => None,
+    };
     ctx.m.entities_loaded.fetch_add(1, Ordering::Relaxed);
-    Ok(Some(Ent { monitor, snap_seq, snap_rev, in_episode, published_upto, seq: snap_seq, dirty: false }))
+    Ok(Some(Ent {
+        monitor,
+        snap_seq,
+        snap_rev,
+        in_episode,
+        published_upto,
+        events_upto,
+        seq: snap_seq,
+        dirty: false,
+        spec_rev,
+        deleted: false,
+    }))
 }
 
 /// Writes `value` under `key` unless the stored value already covers `seq` (never moves a key
@@ -373,9 +416,10 @@ async fn snapshot_partition(
     ents: &mut HashMap<String, Ent>,
     applied: u64,
     cp_rev: &mut u64,
+    purged: &mut u64,
 ) -> Result<()> {
     for (id, e) in ents.iter_mut() {
-        if !e.dirty {
+        if !e.dirty || e.deleted {
             continue;
         }
         let rec = SnapshotRecord { seq: e.seq, in_episode: e.in_episode, monitor: e.monitor.snapshot()? };
@@ -386,7 +430,25 @@ async fn snapshot_partition(
     }
     let v = bytes::Bytes::from(applied.to_le_bytes().to_vec());
     *cp_rev = write_monotone(&ctx.b.snapshots, &cp_key(p), v, applied, *cp_rev).await?;
+    // Retention: the points at or below the checkpoint are in snapshots or results; a new
+    // owner starts after the checkpoint, so they are never read again.
+    if ctx.cfg.purge_points && applied > *purged {
+        match ctx.b.points.purge().filter(format!("lara.points.{p}.>")).sequence(applied + 1).await {
+            Ok(r) => {
+                ctx.m.points_purged.fetch_add(r.purged, Ordering::Relaxed);
+                *purged = applied;
+            }
+            Err(e) => tracing::warn!(partition = p, "purging points up to {applied}: {e}"),
+        }
+    }
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Results,
+    Alarm,
+    Events,
 }
 
 /// One outgoing message.
@@ -394,7 +456,30 @@ struct Out {
     subject: String,
     id: String,
     payload: Vec<u8>,
-    alarm: bool,
+    kind: Kind,
+}
+
+/// The decisions message of points message `seq`, unless one is stored already.
+fn events_out(e: &Ent, entity: &str, seq: u64, control: Option<String>, error: Option<String>, events: Vec<lara_stream::Event>) -> Result<Option<Out>> {
+    if e.events_upto.is_some_and(|u| seq <= u) {
+        return Ok(None);
+    }
+    let msg = EventsMsg {
+        entity: entity.to_string(),
+        points_seq: seq,
+        control,
+        error,
+        events,
+        state: e.monitor.state().as_str().to_string(),
+        model_version: e.monitor.version(),
+        rows: e.monitor.rows_seen(),
+    };
+    Ok(Some(Out {
+        subject: events_subject(entity),
+        id: format!("events:{entity}:{seq}"),
+        payload: serde_json::to_vec(&msg)?,
+        kind: Kind::Events,
+    }))
 }
 
 async fn run_partition(ctx: Arc<Ctx>, p: u32, mut stop: watch::Receiver<Stop>) -> Result<()> {
@@ -424,9 +509,10 @@ async fn run_partition(ctx: Arc<Ctx>, p: u32, mut stop: watch::Receiver<Stop>) -
     tracing::info!(partition = p, from = cp + 1, "partition started");
     let mut ents: HashMap<String, Ent> = HashMap::new();
     let mut applied = cp;
+    let mut purged = 0u64;
     let mut since_snap = 0u64;
     let mut dirty_since: Option<Instant> = None;
-    let idle_snapshot = Duration::from_secs(5);
+    let idle_snapshot = ctx.cfg.snapshot_idle;
     loop {
         let first = tokio::select! {
             _ = stop.changed() => break,
@@ -436,7 +522,7 @@ async fn run_partition(ctx: Arc<Ctx>, p: u32, mut stop: watch::Receiver<Stop>) -
             Err(_) => {
                 // Idle: snapshot what changed a while ago.
                 if dirty_since.is_some_and(|t| t.elapsed() > idle_snapshot) && since_snap > 0 {
-                    snapshot_partition(&ctx, p, &mut ents, applied, &mut cp_rev).await?;
+                    snapshot_partition(&ctx, p, &mut ents, applied, &mut cp_rev, &mut purged).await?;
                     since_snap = 0;
                     dirty_since = None;
                 }
@@ -458,6 +544,16 @@ async fn run_partition(ctx: Arc<Ctx>, p: u32, mut stop: watch::Receiver<Stop>) -
         for m in &batch {
             let seq = m.info().map_err(|e| anyhow!("partition {p}: {e}"))?.stream_sequence;
             let entity = m.subject.as_str().rsplit('.').next().unwrap_or("").to_string();
+            // A deleted entity: dropped, unless it was created again meanwhile.
+            if let Some(e) = ents.get(&entity).filter(|e| e.deleted) {
+                let recreated = match b.entities.entry(entity.as_str()).await? {
+                    Some(x) => x.operation == kv::Operation::Put && x.revision != e.spec_rev,
+                    None => false,
+                };
+                if recreated {
+                    ents.remove(&entity);
+                }
+            }
             if !ents.contains_key(&entity) {
                 match load_entity(&ctx, &entity).await? {
                     Some(e) => {
@@ -478,14 +574,60 @@ async fn run_partition(ctx: Arc<Ctx>, p: u32, mut stop: watch::Receiver<Stop>) -
             let mut n_rows = 0u64;
             for (seq, entity, points) in work {
                 let e = ents.get_mut(&entity).expect("loaded");
+                if e.deleted {
+                    // A retried delete is answered again; anything else is dropped.
+                    if points.as_ref().and_then(|pm| pm.control.as_deref()) == Some("delete") {
+                        if let Some(o) = events_out(e, &entity, seq, Some("delete".into()), None, Vec::new())? {
+                            outs.push(o);
+                        }
+                    } else {
+                        ctx.m.messages_invalid.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
                 if seq <= e.snap_seq {
                     ctx.m.messages_skipped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 e.seq = seq;
+                // An operator control: applied here, at its place in the entity's stream (so
+                // every replay applies it at the same row), answered on lara.events.<entity>.
+                if let Some(c) = points.as_ref().and_then(|pm| pm.control.clone()) {
+                    let mut mon = e.monitor.clone();
+                    let r = match c.as_str() {
+                        "adapt" => mon.adapt_now().map_err(|x| x.to_string()),
+                        "rollback" => mon.rollback().map_err(|x| x.to_string()),
+                        "delete" => Ok(()),
+                        other => Err(format!("unknown control {other:?}")),
+                    };
+                    let events = if r.is_ok() {
+                        let ev = mon.drain_events();
+                        e.monitor = mon;
+                        ev
+                    } else {
+                        Vec::new()
+                    };
+                    e.dirty = true;
+                    // Counts toward the next snapshot like a row.
+                    n_rows += 1;
+                    ctx.m.controls.fetch_add(1, Ordering::Relaxed);
+                    if let Some(o) = events_out(e, &entity, seq, Some(c.clone()), r.err(), events)? {
+                        outs.push(o);
+                    }
+                    if c == "delete" {
+                        e.deleted = true;
+                    }
+                    continue;
+                }
                 let m = e.monitor.columns().len();
-                let rows = match points {
-                    Some(pm) if !pm.rows.is_empty() && pm.rows.iter().all(|r| r.len() == m && r.iter().all(|v| v.is_finite())) => pm.rows,
+                let (rows, timestamps) = match points {
+                    Some(pm)
+                        if !pm.rows.is_empty()
+                            && pm.rows.iter().all(|r| r.len() == m && r.iter().all(|v| v.is_finite()))
+                            && pm.timestamps.as_ref().is_none_or(|t| t.len() == pm.rows.len()) =>
+                    {
+                        (pm.rows, pm.timestamps)
+                    }
                     _ => {
                         tracing::warn!(partition = p, entity, seq, "malformed points message: dropped");
                         ctx.m.messages_invalid.fetch_add(1, Ordering::Relaxed);
@@ -493,7 +635,7 @@ async fn run_partition(ctx: Arc<Ctx>, p: u32, mut stop: watch::Receiver<Stop>) -
                     }
                 };
                 let scored = e.monitor.push(&rows).with_context(|| format!("entity {entity} at sequence {seq}"))?;
-                e.monitor.drain_events();
+                let events = e.monitor.drain_events();
                 e.dirty = true;
                 ctx.m.messages.fetch_add(1, Ordering::Relaxed);
                 ctx.m.rows.fetch_add(scored.len() as u64, Ordering::Relaxed);
@@ -501,40 +643,39 @@ async fn run_partition(ctx: Arc<Ctx>, p: u32, mut stop: watch::Receiver<Stop>) -
                 let mut alarms = Vec::new();
                 for s in &scored {
                     if s.is_anomaly && !e.in_episode {
-                        alarms.push(Alarm {
-                            entity: entity.clone(),
-                            row: s.row,
-                            score: s.score,
-                            p_anomaly: s.p_anomaly,
-                            model_version: s.model_version,
-                            top_dims: s.top_dims.clone(),
-                        });
+                        alarms.push((s.row, alarm_record(&entity, s)));
                     }
                     e.in_episode = s.is_anomaly;
+                }
+                if !events.is_empty() {
+                    if let Some(o) = events_out(e, &entity, seq, None, None, events)? {
+                        outs.push(o);
+                    }
                 }
                 let (first, last) = (scored[0].row, scored[scored.len() - 1].row);
                 if e.published_upto.is_some_and(|u| last <= u) {
                     ctx.m.rows_not_republished.fetch_add(scored.len() as u64, Ordering::Relaxed);
                     continue;
                 }
-                for a in alarms {
-                    if e.published_upto.is_some_and(|u| a.row <= u) {
+                for (row, a) in alarms {
+                    if e.published_upto.is_some_and(|u| row <= u) {
                         continue;
                     }
                     outs.push(Out {
                         subject: ALARMS_SUBJECT.to_string(),
-                        id: format!("alarm:{}:{}", a.entity, a.row),
+                        id: format!("alarm:{entity}:{seq}:{row}"),
                         payload: serde_json::to_vec(&a)?,
-                        alarm: true,
+                        kind: Kind::Alarm,
                     });
                 }
                 let n = scored.len();
-                let msg = ResultsMsg { entity: entity.clone(), points_seq: seq, rows: scored, published_ms: now_ms() };
+                let msg =
+                    ResultsMsg { entity: entity.clone(), points_seq: seq, rows: scored, timestamps, published_ms: now_ms() };
                 outs.push(Out {
                     subject: scores_subject(&entity),
-                    id: format!("{entity}:{first}:{n}"),
+                    id: format!("{entity}:{seq}:{first}:{n}"),
                     payload: serde_json::to_vec(&msg)?,
-                    alarm: false,
+                    kind: Kind::Results,
                 });
             }
             Ok((outs, n_rows))
@@ -544,29 +685,29 @@ async fn run_partition(ctx: Arc<Ctx>, p: u32, mut stop: watch::Receiver<Stop>) -
         for o in outs {
             let msg = jetstream::message::PublishMessage::build().payload(o.payload.into()).message_id(&o.id);
             let ack = b.js.send_publish(o.subject, msg).await.map_err(|e| anyhow!("partition {p}: publish: {e}"))?;
-            acks.push((ack, o.alarm));
+            acks.push((ack, o.kind));
         }
-        for (ack, alarm) in acks {
+        for (ack, kind) in acks {
             let a = ack.await.map_err(|e| anyhow!("partition {p}: publish ack: {e}"))?;
-            if a.duplicate {
-                ctx.m.results_duplicate.fetch_add(1, Ordering::Relaxed);
-            } else if alarm {
-                ctx.m.alarms.fetch_add(1, Ordering::Relaxed);
-            } else {
-                ctx.m.results_published.fetch_add(1, Ordering::Relaxed);
-            }
+            let c = match (a.duplicate, kind) {
+                (true, _) => &ctx.m.results_duplicate,
+                (false, Kind::Alarm) => &ctx.m.alarms,
+                (false, Kind::Events) => &ctx.m.events_published,
+                (false, Kind::Results) => &ctx.m.results_published,
+            };
+            c.fetch_add(1, Ordering::Relaxed);
         }
         applied = applied.max(batch.last().and_then(|m| m.info().ok()).map(|i| i.stream_sequence).unwrap_or(applied));
         since_snap += n_rows;
         dirty_since.get_or_insert_with(Instant::now);
         if since_snap >= ctx.cfg.snapshot_every {
-            snapshot_partition(&ctx, p, &mut ents, applied, &mut cp_rev).await?;
+            snapshot_partition(&ctx, p, &mut ents, applied, &mut cp_rev, &mut purged).await?;
             since_snap = 0;
             dirty_since = None;
         }
     }
     if *stop.borrow() == Stop::Release && since_snap > 0 {
-        snapshot_partition(&ctx, p, &mut ents, applied, &mut cp_rev).await?;
+        snapshot_partition(&ctx, p, &mut ents, applied, &mut cp_rev, &mut purged).await?;
     }
     tracing::info!(partition = p, applied, "partition stopped");
     Ok(())

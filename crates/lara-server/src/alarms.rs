@@ -66,7 +66,9 @@ impl AlarmHub {
         c.notify_all();
     }
 
-    fn subscribe(&self, entity: Option<String>) -> Receiver<Arc<(String, String)>> {
+    /// A subscription to the alarms of `entity` (None: all): `(alarm id, alarm JSON)` pairs;
+    /// dropped by the hub when its queue is full (a slow client reconnects).
+    pub fn subscribe(&self, entity: Option<String>) -> Receiver<Arc<(String, String)>> {
         let (tx, rx) = sync_channel(SSE_QUEUE);
         self.subscribers.lock().expect("subscribers lock").push(Subscriber { entity, tx });
         rx
@@ -104,6 +106,19 @@ pub fn serve_stream(service: &Arc<Service>, request: tiny_http::Request, entity:
     let rx = service.hub.subscribe(entity);
     service.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
     let service = service.clone();
+    stream_events(request, rx, move || {
+        service.metrics.sse_clients.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// Writes the events of a subscription ([`AlarmHub::subscribe`]) to `request` as Server-Sent
+/// Events on a thread of its own (the format of [`serve_stream`]) until the client goes away
+/// or the hub drops the subscription; then calls `on_end`.
+pub fn stream_events(
+    request: tiny_http::Request,
+    rx: Receiver<Arc<(String, String)>>,
+    on_end: impl FnOnce() + Send + 'static,
+) {
     std::thread::spawn(move || {
         let mut w = request.into_writer();
         let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
@@ -117,7 +132,7 @@ pub fn serve_stream(service: &Arc<Service>, request: tiny_http::Request, entity:
             };
             ok = w.write_all(chunk.as_bytes()).and_then(|_| w.flush()).is_ok();
         }
-        service.metrics.sse_clients.fetch_sub(1, Ordering::Relaxed);
+        on_end();
     });
 }
 

@@ -250,8 +250,9 @@ fn route(service: &Arc<Service>, request: &mut Request) -> Answer {
     }
 }
 
-/// Equality whose time depends only on the lengths, not on where the bytes differ.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Equality whose time depends only on the lengths, not on where the bytes differ (bearer
+/// tokens).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -10,6 +10,7 @@
 //! snapshot_every_rows = 500     # restart replays at most this many stored rows per entity
 //! retain_rows = 100000          # rows and results kept per entity (default: all)
 //! threads = 4
+//! nats = "nats://127.0.0.1:4222"   # run as the API front of a NATS JetStream cluster (`lara serve --nats`; crate lara-cluster)
 //!
 //! [remote_write]                # Prometheus remote-write on POST /api/v1/write
 //! entity_label = "instance"     # the label whose value names the entity
@@ -49,6 +50,11 @@ pub struct FileConfig {
     /// Rows (with their results) kept per entity; 0 or absent: all.
     pub retain_rows: Option<u64>,
     pub threads: Option<usize>,
+    /// The NATS server of a lara cluster: `lara serve` then runs the cluster's API front
+    /// (crate `lara-cluster`) instead of the single-node service; `data_dir`, `retain_rows`
+    /// and `snapshot_every_rows` do not apply (the workers hold the state). Not read by this
+    /// crate.
+    pub nats: Option<String>,
     pub remote_write: Option<RemoteWriteConfig>,
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,

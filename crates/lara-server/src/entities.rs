@@ -139,9 +139,12 @@ pub(crate) fn delete_entity(s: &Arc<Service>, r: &mut Req) -> Answer {
 }
 
 /// Rows and optional timestamps of an ingest body.
-pub(crate) type Points = (Vec<Vec<f32>>, Option<Vec<String>>);
+pub type Points = (Vec<Vec<f32>>, Option<Vec<String>>);
 
-pub(crate) fn parse_points(r: &Req, columns: &[String]) -> Result<Points, Answer> {
+/// The rows (and timestamps) of a `POST /v1/entities/{id}/points` body for a model with
+/// `columns`: JSON `{"rows": [[..]], "timestamps": [..]}` or `text/csv` with the model's columns
+/// (+ `timestamp`); a 400 answer naming the bad field otherwise. Public for the cluster front.
+pub fn parse_points(r: &Req, columns: &[String]) -> Result<Points, Answer> {
     if r.content_type.starts_with("text/csv") {
         let mut rd = csv::ReaderBuilder::new().flexible(false).from_reader(r.body.as_slice());
         let header: Vec<String> = rd

@@ -59,6 +59,7 @@ use lara_stream::Monitor;
 use lara_vae::Detector;
 use serde::{Deserialize, Serialize};
 
+pub use entities::{parse_points, Points};
 pub use store::Store;
 
 /// Errors of the service (I/O and store; request errors become HTTP answers).
@@ -299,8 +300,8 @@ impl Service {
 
 /// Disables Nagle's algorithm on the listening socket; Linux passes it on to every accepted
 /// connection. Without it a response written as header + body waits for the client's delayed
-/// ACK (about 40 ms per request).
-fn set_nodelay(listener: &std::net::TcpListener) {
+/// ACK (about 40 ms per request). Public for the cluster front (`lara-cluster`).
+pub fn set_nodelay(listener: &std::net::TcpListener) {
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
