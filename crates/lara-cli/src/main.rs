@@ -72,13 +72,14 @@ enum Command {
     /// will: causal scores, p_anomaly, automatic pattern-change handling with LARA.
     Replay(replay_cmds::ReplayArgs),
     /// Run the anomaly-detection service: models, entities, streaming ingest with automatic
-    /// adaptation, a durable embedded store, OpenAPI, Prometheus metrics.
+    /// adaptation, a durable embedded store, OpenAPI, Prometheus metrics; with --nats, the
+    /// stateless API front of a cluster of `lara worker`s on NATS JetStream.
     Serve(serve_cmd::ServeArgs),
     /// Scale-out on NATS JetStream: a worker that owns partitions of the entities through
     /// leases, scores, adapts, publishes results and snapshots (crate lara-cluster).
     Worker(worker_cmd::WorkerArgs),
-    /// Scale-out on NATS JetStream: the HTTP front that publishes ingest to the broker and
-    /// serves the workers' results and alarms.
+    /// The same as `lara serve --nats`: the HTTP front of a cluster on NATS JetStream that
+    /// publishes ingest and controls to the broker and serves the workers' results and alarms.
     Front(worker_cmd::FrontArgs),
     /// Compute the TSB-AD metric suite (VUS-PR, AUC-PR, F1 family, affiliation) of a score
     /// series against the labels of a data file.
