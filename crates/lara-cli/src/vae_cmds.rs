@@ -27,43 +27,43 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub read: DataArgs,
     /// Window length w (time steps per VAE input).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = FitOptions::default().window)]
     pub window: usize,
     /// Maximum number of epochs (early stopping on a validation tail usually stops sooner).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
     pub epochs: usize,
     /// Cap on the total number of Adam steps (0 = none).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = TrainConfig::default().max_steps)]
     pub max_steps: usize,
     /// Random seed: same seed, data and flags give bit-identical models.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Latent dimension.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = TrainConfig::default().latent)]
     pub latent: usize,
     /// Hidden layer width.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = TrainConfig::default().hidden)]
     pub hidden: usize,
     /// Hidden layers in the encoder and in the decoder.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = TrainConfig::default().depth)]
     pub depth: usize,
     /// Hidden activation: relu or tanh.
     #[arg(long, default_value = "relu", value_parser = parse_activation)]
     pub activation: Activation,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
     pub lr: f32,
     /// Mini-batch size (windows).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = TrainConfig::default().batch)]
     pub batch: usize,
     /// Final KL weight of the ELBO (warmed up over the first epochs).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = TrainConfig::default().beta)]
     pub beta: f32,
     /// Early-stopping patience in epochs.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = TrainConfig::default().patience)]
     pub patience: usize,
     /// Fraction of the training windows (the latest) used for validation.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = TrainConfig::default().val_frac)]
     pub val_frac: f32,
     /// Default scoring stride stored in the model (0 = window/2).
     #[arg(long, default_value_t = 0)]
@@ -72,7 +72,8 @@ pub struct TrainArgs {
     /// sse (squared reconstruction error).
     #[arg(long, default_value = "nll")]
     pub score: ScoreKind,
-    /// Moving-average length of the row scores (default: the window length; 0 = none).
+    /// Moving-average length of the row scores (0 = none; default: see `lara inspect` of a
+    /// model, or the crate docs of lara-vae).
     #[arg(long)]
     pub smooth: Option<usize>,
     /// Trailing-mean length of the causal (online) scores (default: a quarter window).
@@ -87,14 +88,27 @@ pub struct TrainArgs {
     /// (default 1: the row itself).
     #[arg(long)]
     pub causal_steps: Option<usize>,
+    /// Knee of the per-element contributions of the offline (look-ahead) scores in nats
+    /// (0 = linear); as --contrib-knee for the causal scores.
+    #[arg(long, default_value_t = FitOptions::default().score_knee.unwrap_or(0.0))]
+    pub score_knee: f32,
+    /// Absolute floor of the calibrated decoder variance, in scaled units (a z-scored channel
+    /// has variance 1): a channel constant in training cannot make a flip cost more than
+    /// ½ / floor nats per element.
+    #[arg(long, default_value_t = TrainConfig::default().var_floor_abs)]
+    pub var_floor_abs: f32,
+    /// Margin α of the threshold over the training scores: at least max + α (max − median),
+    /// so a pattern that recurs as it was in training is not alarmed (0 = POT only).
+    #[arg(long, default_value_t = FitOptions::default().threshold_margin)]
+    pub threshold_margin: f64,
     /// Scaler fitted on the training prefix: zscore, minmax or robust.
     #[arg(long, default_value = "zscore")]
     pub scaler: ScalerKind,
     /// POT risk level q for the label-free threshold (expected exceedance rate).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = FitOptions::default().risk)]
     pub risk: f64,
     /// POT initial quantile of the training scores.
-    #[arg(long, default_value_t = 0.98)]
+    #[arg(long, default_value_t = FitOptions::default().init_level)]
     pub init_level: f64,
     /// Worker threads (default: all cores).
     #[arg(long)]
@@ -204,17 +218,20 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             patience: args.patience,
             val_frac: args.val_frac,
             max_steps: args.max_steps,
+            var_floor_abs: args.var_floor_abs,
             seed: args.seed,
             ..TrainConfig::default()
         },
         score_kind: args.score,
         score_stride: args.stride,
-        smooth: args.smooth,
+        smooth: args.smooth.or(FitOptions::default().smooth),
         risk: args.risk,
         init_level: args.init_level,
         causal_smooth: args.causal_smooth,
         contrib_knee: if args.contrib_knee > 0.0 { Some(args.contrib_knee) } else { None },
         causal_steps: args.causal_steps,
+        score_knee: (args.score_knee > 0.0).then_some(args.score_knee),
+        threshold_margin: args.threshold_margin,
     };
     eprintln!(
         "training on rows [0, {train_end}) of {} ({} rows × {} columns), window {}, {} threads",

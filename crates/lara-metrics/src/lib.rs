@@ -10,6 +10,7 @@
 //!   class) is returned as `None` here; the CLI prints it as `null` / `n/a`.
 
 pub mod affiliation;
+pub mod alarms;
 pub mod f1;
 pub mod pak;
 pub mod range;
@@ -18,6 +19,7 @@ pub mod suite;
 pub mod threshold;
 pub mod vus;
 
+pub use alarms::{alarm_quality, AlarmQuality};
 pub use suite::{evaluate, MetricSuite};
 
 /// Errors from metric inputs.

@@ -13,25 +13,90 @@
 //!   training windows (best weights kept), a cap on the number of steps, deterministic given
 //!   the seed (bit-identical weights, scores and model files).
 //! * After training the decoder variance is *calibrated*: per feature, the mean squared
-//!   reconstruction error on the validation windows, floored at `var_floor ×` its mean.
+//!   reconstruction error on the validation windows, floored at `var_floor ×` its mean
+//!   and at `var_floor_abs` (0.01 in scaled units).
 //! * [`score::score_rows`]: per-row scores. Windows start every `stride` rows plus one final
 //!   window ending at the last row, so every row is covered (also the first `w − 1`: the whole
 //!   window is reconstructed, not just its last step; a series shorter than `w` is left-padded
-//!   with its first row). Each element's NLL contribution `½ r²/s²_k` is averaged over the
-//!   windows covering it; a row's score is the sum over features (+ the Gaussian constant).
+//!   with its first row). Each element's NLL contribution `½ r²/s²_k`, compressed above the
+//!   knee `κ` (`κ (1 + ln(c/κ))`, κ = 32 nats by default), is averaged over the windows
+//!   covering it; a row's score is the sum over features (+ the Gaussian constant).
 //!   Then a centred moving average over `smooth` rows (default: `w`), see [`score::smooth`].
 //! * [`detector::Detector`]: scaler (fitted on the training prefix) + VAE + POT threshold
-//!   (fitted on the training rows' scores, `lara_metrics::threshold::pot`), trained from a
+//!   (fitted on the training rows' scores, `lara_metrics::threshold::pot`, raised to at least
+//!   `max + 0.25 (max − median)` of them), trained from a
 //!   [`lara_core::Series`], saved to / loaded from a single `.lara` file ([`mod@file`]).
 //! * [`causal`]: the online (causal) scores the monitor in `lara-stream` publishes — the
 //!   window ending at each row, the NLL of that row, a trailing mean — and their calibration
 //!   ([`OnlineCalibration`], fitted on the training rows by `Detector::fit` and kept in the
 //!   model file) behind `p_anomaly`.
 //!
-//! ## Design choices and measurements (dev panel, 24 files; measured with `lara bench detect`)
+//! ## Defaults chosen on all 104 files with file-level cross-validation (2026-12-02)
 //!
-//! * **MLP over the flattened window** (1 hidden layer of 256 ReLU units each side, latent
-//!   16). Compared on the panel (mean VUS-PR per group): depth 2 was not better and ~1.5×
+//! `lara bench detect` splits `../shared/data/tsbad/` into two halves (within each group, in
+//! name order, files alternate A, B; A = 53 files, B = 51). Variants were compared on half A in
+//! **both** protocols (prefix: train on the file's training prefix; whole: train on every row,
+//! TSB-AD's protocol for IForest / PCA); the objective was the mean VUS-PR over the 8
+//! group × protocol cells. The chosen configuration was then run once on half B. Mean VUS-PR
+//! per group, MSL / NAB / SMAP / UCR (UCR: 2 files in A, 1 in B — one file moves its mean):
+//!
+//! | variant (over the old defaults) | A prefix | A whole | A mean |
+//! |---|---|---|---|
+//! | old defaults (hidden 256, variance floor 1e-4 abs., linear contributions) | .374 .475 .224 .863 | .334 .510 .180 .932 | .487 |
+//! | variance floor 0.01 (absolute, scaled units) | .373 .475 .243 .863 | .354 .510 .180 .932 | .491 |
+//! | variance floor 0.1 | .318 .475 .290 .863 | .410 .510 .181 .932 | .497 |
+//! | contribution knee 8 nats | .247 .474 .247 .863 | .537 .518 .178 .925 | .499 |
+//! | floor 0.01 + knee 16 | .256 .475 .251 .862 | .535 .521 .179 .932 | .501 |
+//! | floor 0.01 + knee 32 | .274 .474 .250 .863 | .533 .522 .181 .932 | **.513** |
+//! | hidden 128 | .376 .468 .219 .862 | .313 .512 .197 .864 | .476 |
+//! | window 50 | .334 .443 .272 .917 | .200 .430 .191 .953 | .468 |
+//! | window 50, smoothing 100 | .363 .467 .279 .881 | .272 .470 .218 .868 | .477 |
+//! | **hidden 128 + floor 0.01 + knee 32 (chosen)** | .273 .469 .267 .862 | .511 .523 .174 .864 | .493 |
+//! | hidden 128 + floor 0.01 + knee 32, window 50, smoothing 100 | .279 .447 .266 .867 | .515 .490 .166 .865 | .487 |
+//! | window 50, smoothing 100, floor 0.01 + knee 32 | .265 .466 .293 .881 | .556 .480 .175 .868 | .498 |
+//!
+//! Half B (confirmation, run once): old defaults .289 .401 .311 .999 / .163 .383 .225 .998
+//! (mean .471); chosen .325 .380 .323 .999 / .244 .396 .235 .999 (mean **.488**); floor 0.01 +
+//! knee 32 at hidden 256 .370 .395 .329 .999 / .252 .378 .241 .998 (.495).
+//!
+//! * The chosen configuration is not the best on A (0.020 below floor 0.01 + knee 32 at
+//!   hidden 256, all of it from UCR's two files in the whole protocol; 0.003 below without
+//!   UCR). It trains 2–3× faster (hidden 128), which the speed target on MSL's 55 columns
+//!   needs. The trade is said here, not hidden: on B it is 0.007 below the hidden-256 variant.
+//! * The **variance floor** (`TrainConfig::var_floor_abs`, 0.01 in scaled units, where a
+//!   z-scored channel has variance 1) bounds what one flip of a channel that was constant in
+//!   training can cost: ½·1/0.01 = 50 nats per element instead of 5000.
+//! * The **knee** (`FitOptions::score_knee`, 32 nats = an 8σ residual) compresses each
+//!   element's contribution above it logarithmically: a channel can still dominate a row, but
+//!   not without bound. Per file the knee moves MSL a lot in both directions (the MSL means
+//!   rest on 10 files whose VUS-PR is nearly 0 or 1 each): −0.10 on A prefix, +0.04 on B prefix,
+//!   +0.18 / +0.08 in the whole protocol.
+//! * A histogram (HBOS-like) second opinion on the raw values, added to the VAE score after a
+//!   robust z-score on the training rows, was tried on SMAP half A, whole protocol (where
+//!   IForest leads): 0.181 → 0.200 at weight 1, 0.207 alone; not adopted (still far from
+//!   IForest's 0.291, and it would double the scoring code).
+//! * Not tried for lack of time: a 1-D convolution or GRU encoder, multi-scale windows,
+//!   latent-density terms in the score.
+//!
+//! **Threshold margin** (`FitOptions::threshold_margin`, α = 0.25): the POT threshold is
+//! raised to at least `max + α (max − median)` of the training scores. Chosen on half A
+//! (prefix protocol, the chosen model's scores) among α ∈ {0, 0.25, 0.5, 0.75, 1} by the mean
+//! over groups of the event F1 (event precision and recall at the threshold, `lara bench
+//! detect`): 0.59 (POT alone 0.58) → **0.68** at 0.25, 0.67 at 0.5, 0.62 at 1. Half B: 0.48
+//! (POT) → 0.50. In `lara demo` the regular daily spike, seen twice in the training prefix,
+//! scored up to 2.54 in test against a training maximum of 2.50: POT alone alarmed on it
+//! (8 of the 10 alarm episodes before), the margin puts the threshold at 2.95, and the
+//! labelled incident (5.58) stays alarmed (tested in `crates/lara-cli/tests/cli.rs`).
+//!
+//! What the threshold cannot fix: on files whose test part moves away from the training
+//! prefix (a level shift) a frozen model alarms on most test rows; the mean alarm rate on
+//! unlabelled rows stays 13–28 % on MSL and NAB in the prefix protocol, dominated by such
+//! files. That is the online monitor's job (LARA adaptation, `lara replay`, `lara serve`).
+//!
+//! ## Earlier design choices (dev panel, 24 files; measured with `lara bench detect`)
+//!
+//! * **MLP over the flattened window** (1 hidden layer of ReLU units each side, latent
+//!   16; 256 units until the cross-validated choice above). Compared on the panel (mean VUS-PR per group): depth 2 was not better and ~1.5×
 //!   slower; hidden 128 is as accurate within noise and ~1.6× faster to train; latent 8/32 and
 //!   tanh were not better. No conv/GRU variant was tried.
 //! * **Score smoothing** over `w` rows was the largest single gain (MSL 0.12 → 0.37, NAB

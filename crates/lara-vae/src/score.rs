@@ -52,18 +52,21 @@ pub fn cover_starts(n_rows: usize, w: usize, stride: usize) -> Vec<usize> {
 /// Scores every row of the (already scaled) `values` (row-major `n_rows × m`) with the
 /// deterministic reconstruction `μ_θ(μ_φ(x))`.
 pub fn score_rows(vae: &Vae, values: &[f32], n_rows: usize, stride: usize, kind: ScoreKind) -> StepScores {
-    score_rows_with(vae, values, n_rows, stride, kind, &|x: &[f32], n: usize| vae.reconstruct(x, n))
+    score_rows_with(vae, values, n_rows, stride, kind, None, &|x: &[f32], n: usize| vae.reconstruct(x, n))
 }
 
 /// As [`score_rows`], with a caller-given reconstruction of a batch of `n` windows
 /// (`n × (w·m)` in, same shape out) — e.g. LARA's `M_x(μ_θ(M_z(μ_φ(x))))`. The model provides
-/// the window length, the feature count and the per-feature variance.
+/// the window length, the feature count and the per-feature variance. With a `knee` κ, each
+/// element's contribution `c` is compressed before it is averaged, `c ↦ κ (1 + ln(c/κ))` above
+/// κ ([`crate::causal::compress`]): one channel cannot outweigh the others without bound.
 pub fn score_rows_with(
     vae: &Vae,
     values: &[f32],
     n_rows: usize,
     stride: usize,
     kind: ScoreKind,
+    knee: Option<f32>,
     recon: &dyn Fn(&[f32], usize) -> Vec<f32>,
 ) -> StepScores {
     let m = vae.n_features();
@@ -75,7 +78,7 @@ pub fn score_rows_with(
     if n_rows < w {
         let pad = w - n_rows;
         let padded = left_pad(values, m, w);
-        let full = score_rows_with(vae, &padded, w, stride, kind, recon);
+        let full = score_rows_with(vae, &padded, w, stride, kind, knee, recon);
         return StepScores { score: full.score[pad..].to_vec(), contrib: full.contrib[pad * m..].to_vec(), n_cols: m };
     }
     let starts = cover_starts(n_rows, w, stride);
@@ -100,7 +103,7 @@ pub fn score_rows_with(
             let aw = &mut acc[s * m..(s + w) * m];
             for j in 0..w * m {
                 let r = xw[j] - hw[j];
-                aw[j] += r * r * inv[j % m];
+                aw[j] += crate::causal::compress(r * r * inv[j % m], knee);
             }
             for c in &mut cnt[s..s + w] {
                 *c += 1;

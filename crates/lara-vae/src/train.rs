@@ -35,13 +35,16 @@ pub struct TrainConfig {
     pub max_steps: usize,
     /// Floor of the calibrated decoder variance, relative to its mean over features.
     pub var_floor: f32,
+    /// Absolute floor of the calibrated decoder variance (in scaled units; a z-scored channel
+    /// has variance 1 on the training rows).
+    pub var_floor_abs: f32,
     pub seed: u64,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            hidden: 256,
+            hidden: 128,
             depth: 1,
             latent: 16,
             activation: Activation::Relu,
@@ -55,6 +58,7 @@ impl Default for TrainConfig {
             train_stride: 1,
             max_steps: 300,
             var_floor: 0.05,
+            var_floor_abs: 0.01,
             seed: 1,
         }
     }
@@ -329,7 +333,7 @@ pub fn train_vae_from(
     // Calibrate the decoder variance on held-out windows when there are any.
     let calib = if val_starts.is_empty() { &train_starts } else { &val_starts };
     gather(values, n_cols, window, calib, &mut buf);
-    vae.calibrate_variance(&buf, calib.len(), cfg.var_floor, 1e-4);
+    vae.calibrate_variance(&buf, calib.len(), cfg.var_floor, cfg.var_floor_abs);
     report.seconds = t0.elapsed().as_secs_f64();
     Ok((vae, report))
 }
