@@ -30,7 +30,9 @@ score every row, evaluate with TSB-AD's metrics and window (as ../shared/peers/r
 for the peers), and time train+score. At the model's label-free threshold it also reports
 alarm quality: event precision (alarm episodes that touch a labelled event, ±window/2 rows),
 event recall (events that raised an alarm) and the alarm rate on unlabelled rows (test rows
-only in the prefix protocol).
+only in the prefix protocol). In the whole protocol the threshold is fitted on the scored rows
+themselves and the margin over the training scores puts it above all of them: no alarms, so the
+alarm columns say nothing there.
 
 Files are split into two halves for file-level cross-validation: within each group, in name
 order, files alternate A, B, A, B, …; defaults are chosen on one half and confirmed on the
@@ -176,7 +178,7 @@ pub fn split_halves(names: &[String]) -> Vec<(String, &'static str)> {
         .into_iter()
         .map(|n| {
             let k = seen.entry(group_of(&n)).or_default();
-            let half = if *k % 2 == 0 { "A" } else { "B" };
+            let half = if k.is_multiple_of(2) { "A" } else { "B" };
             *k += 1;
             (n, half)
         })
@@ -448,7 +450,7 @@ fn print_tables(
             let mut row = vec![g.group.clone(), g.half.clone(), g.method.clone(), g.files.to_string()];
             row.extend(METRICS.iter().map(|k| format!("{:.3}", g.means[*k])));
             for k in ["event-precision", "event-recall"] {
-                row.push(g.means.get(k).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into()));
+                row.push(g.means.get(k).map(|v| if v.is_nan() { "n/a".into() } else { format!("{v:.3}") }).unwrap_or_else(|| "-".into()));
             }
             row.push(g.means.get("normal-alarm-rate").map(|&v| pct(v)).unwrap_or_else(|| "-".into()));
             row.push(format!("{:.2}", g.seconds));

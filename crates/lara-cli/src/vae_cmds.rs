@@ -72,8 +72,7 @@ pub struct TrainArgs {
     /// sse (squared reconstruction error).
     #[arg(long, default_value = "nll")]
     pub score: ScoreKind,
-    /// Moving-average length of the row scores (0 = none; default: see `lara inspect` of a
-    /// model, or the crate docs of lara-vae).
+    /// Moving-average length of the row scores (default: the window length; 0 = none).
     #[arg(long)]
     pub smooth: Option<usize>,
     /// Trailing-mean length of the causal (online) scores (default: a quarter window).
@@ -224,7 +223,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         },
         score_kind: args.score,
         score_stride: args.stride,
-        smooth: args.smooth.or(FitOptions::default().smooth),
+        smooth: args.smooth,
         risk: args.risk,
         init_level: args.init_level,
         causal_smooth: args.causal_smooth,
