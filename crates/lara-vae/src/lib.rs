@@ -75,6 +75,11 @@
 //!   robust z-score on the training rows, was tried on SMAP half A, whole protocol (where
 //!   IForest leads): 0.181 → 0.200 at weight 1, 0.207 alone; not adopted (still far from
 //!   IForest's 0.291, and it would double the scoring code).
+//! * After the choice, on half A: at most 100 Adam steps (instead of 300) raised MSL / NAB /
+//!   SMAP (prefix .317 .472 .290, whole .536 .532 .173) but UCR's long series collapsed (.273 /
+//!   .328): rejected (a cap that grows with the series length is untried). On SMAP half A alone
+//!   (whole protocol, where IForest's 0.291 leads): latent 4 → 0.195, β = 1 → 0.180, 100
+//!   steps → 0.173, smoothing 25 → 0.162 (chosen: 0.174); none comes near.
 //! * Not tried for lack of time: a 1-D convolution or GRU encoder, multi-scale windows,
 //!   latent-density terms in the score.
 //!
