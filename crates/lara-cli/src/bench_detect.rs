@@ -581,3 +581,39 @@ fn micro_benchmarks() -> Micro {
         .collect();
     Micro { threads: lara_vae::threads(), adam_step_ms, scoring }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halves_alternate_within_each_group() {
+        let names: Vec<String> =
+            ["003_SMAP_c", "001_SMAP_a", "042_MSL_a", "002_SMAP_b", "043_MSL_b", "044_MSL_c", "062_NAB_a"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let got: Vec<(String, &str)> = split_halves(&names);
+        let half = |n: &str| got.iter().find(|(m, _)| m == n).unwrap().1;
+        assert_eq!(
+            [half("001_SMAP_a"), half("002_SMAP_b"), half("003_SMAP_c")],
+            ["A", "B", "A"],
+            "in name order within the group"
+        );
+        // Each group starts at A, whatever the file numbers.
+        assert_eq!([half("042_MSL_a"), half("043_MSL_b"), half("044_MSL_c")], ["A", "B", "A"]);
+        assert_eq!(half("062_NAB_a"), "A");
+    }
+
+    #[test]
+    fn options_merge_over_defaults_and_refuse_unknown_fields() {
+        let o = patched_options(Some(r#"{"smooth": 50, "train": {"hidden": 64}}"#)).unwrap();
+        assert_eq!(o.smooth, Some(50));
+        assert_eq!(o.train.hidden, 64);
+        assert_eq!(o.train.latent, FitOptions::default().train.latent, "untouched fields keep their default");
+        let err = patched_options(Some(r#"{"train": {"hiden": 64}}"#)).unwrap_err().to_string();
+        assert!(err.contains("train.hiden"), "{err}");
+        assert!(patched_options(Some("[1]")).is_err());
+        assert_eq!(patched_options(None).unwrap(), FitOptions::default());
+    }
+}

@@ -377,3 +377,32 @@ impl Detector {
         Self::from_bytes(path, &bytes)
     }
 }
+
+#[cfg(test)]
+mod margin_tests {
+    use super::*;
+
+    #[test]
+    fn margin_raises_the_threshold_above_the_training_maximum() {
+        // Training scores: a bulk at 1 and two plateaus at 5 (a recurring pattern).
+        let mut scores = vec![1.0; 98];
+        scores.extend([5.0, 5.0]);
+        let mut t = fit_threshold(&scores, 1e-3, 0.98).unwrap();
+        let pot = t.value;
+        raise_to_training_margin(&mut t, &scores, 0.25);
+        // max + α (max − median) = 5 + 0.25 · 4 = 6, unless POT was already higher.
+        assert_eq!(t.value, pot.max(6.0));
+        assert_eq!(t.margin, 0.25);
+        if pot < 6.0 {
+            assert_eq!(t.method, "train-margin");
+        }
+        // α = 0 leaves POT alone; non-finite scores are ignored.
+        let mut u = fit_threshold(&scores, 1e-3, 0.98).unwrap();
+        raise_to_training_margin(&mut u, &scores, 0.0);
+        assert_eq!(u.value, pot);
+        let mut v = ThresholdInfo { value: 0.0, method: "pot".into(), risk: 1e-3, init_level: 0.98, n_scores: 3, margin: 0.0 };
+        // Finite scores [1, 3]: median (upper) 3, max 3 → floor 3.
+        raise_to_training_margin(&mut v, &[1.0, f64::NAN, 3.0], 1.0);
+        assert_eq!(v.value, 3.0);
+    }
+}

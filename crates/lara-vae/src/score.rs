@@ -267,6 +267,27 @@ mod tests {
     }
 
     #[test]
+    fn knee_compresses_only_large_contributions() {
+        use crate::vae::{Activation, VaeConfig};
+        use rand::SeedableRng;
+        let cfg = VaeConfig { window: 5, n_features: 2, hidden: 8, depth: 1, latent: 2, activation: Activation::Relu };
+        let vae = Vae::new(cfg, &mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+        let n = 20;
+        let mut values: Vec<f32> = (0..n * 2).map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.1).collect();
+        values[12 * 2 + 1] = 50.0; // one huge residual in column 1 of row 12
+        let recon = |x: &[f32], k: usize| vae.reconstruct(x, k);
+        let lin = score_rows_with(&vae, &values, n, 1, ScoreKind::Nll, None, &recon);
+        let kneed = score_rows_with(&vae, &values, n, 1, ScoreKind::Nll, Some(8.0), &recon);
+        for (i, (a, b)) in lin.contrib.iter().zip(&kneed.contrib).enumerate() {
+            assert!(*b <= *a * (1.0 + 1e-6), "element {i}: {b} > {a}");
+        }
+        let (a, b) = (lin.contrib[12 * 2 + 1], kneed.contrib[12 * 2 + 1]);
+        assert!(a > 100.0 && b < a / 4.0, "the outlier is compressed: linear {a}, knee {b}");
+        // Rows no window shares with the outlier are unchanged.
+        assert_eq!(lin.contrib[..7 * 2], kneed.contrib[..7 * 2]);
+    }
+
+    #[test]
     fn top_dims_descending_ties_by_index() {
         let s = StepScores { score: vec![0.0], contrib: vec![1.0, 5.0, 3.0, 5.0, 0.5], n_cols: 5 };
         assert_eq!(s.top_dims(0, 3), vec![1, 3, 2]);
