@@ -80,8 +80,11 @@
 //!   .328): rejected (a cap that grows with the series length is untried). On SMAP half A alone
 //!   (whole protocol, where IForest's 0.291 leads): latent 4 → 0.195, β = 1 → 0.180, 100
 //!   steps → 0.173, smoothing 25 → 0.162 (chosen: 0.174); none comes near.
-//! * Not tried for lack of time: a 1-D convolution or GRU encoder, multi-scale windows,
-//!   latent-density terms in the score.
+//! * A latent-density term (each row's score plus `λ ×` the mean KL of its windows' codes from
+//!   the prior; prototyped, not kept): SMAP half A whole 0.174 → 0.183 / 0.193 / 0.196 at
+//!   λ = 1 / 10 / 100, but at λ = 10 on all of half A UCR fell from .862 to .035 and NAB prefix
+//!   from .469 to .414 (MSL whole rose .511 → .581): rejected.
+//! * Not tried for lack of time: a 1-D convolution or GRU encoder, multi-scale windows.
 //!
 //! **Threshold margin** (`FitOptions::threshold_margin`, α = 0.25): the POT threshold is
 //! raised to at least `max + α (max − median)` of the training scores. Chosen on half A
