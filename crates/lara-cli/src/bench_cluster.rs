@@ -11,10 +11,8 @@ use clap::Args;
 use lara_cluster::futures_util::StreamExt;
 use lara_cluster::natsd::{find_nats_server, NatsServer};
 use lara_cluster::{tokio, Broker, EntitySpec};
-use lara_core::Series;
-use lara_vae::{Detector, FitOptions, TrainConfig};
 
-use crate::bench_serve::{row, rss_mib};
+use crate::bench_serve::{row, rss_mib, synthetic_model};
 use crate::report::percentile;
 
 const BENCH_CLUSTER_HELP: &str = "\
@@ -111,17 +109,8 @@ pub fn run(args: &ClusterBenchArgs) -> Result<()> {
         bail!("--entities, --rows-per-entity, --rows-per-message and --workers must be positive");
     }
     let m = args.columns;
-    let n_train = 1500;
-    let vals: Vec<f32> = (0..n_train).flat_map(|t| row(0, t, m)).collect();
-    let cols: Vec<String> = (0..m).map(|j| format!("c{j}")).collect();
-    let series = Series::new(vals, n_train, cols, None, None, n_train)?;
-    let fit = FitOptions {
-        window: args.window,
-        train: TrainConfig { hidden: args.hidden, max_steps: 150, ..TrainConfig::default() },
-        ..FitOptions::default()
-    };
     eprintln!("training the model ({m} columns, window {}, hidden {}) …", args.window, args.hidden);
-    let model = Arc::new(Detector::fit(&series, &fit, &mut |_| {})?);
+    let model = Arc::new(synthetic_model(m, args.window, args.hidden)?);
     let model_bytes = model.to_bytes()?;
     // The same scoring in process, one thread: the cost without the broker.
     let _ = lara_vae::init_threads(1);

@@ -73,6 +73,21 @@ pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
+/// The benches' model: trained on 1500 rows of entity 0 of the synthetic fleet ([`row`]),
+/// `m` columns, the given window and hidden width, at most 150 Adam steps.
+pub(crate) fn synthetic_model(m: usize, window: usize, hidden: usize) -> Result<Detector> {
+    let n_train = 1500;
+    let vals: Vec<f32> = (0..n_train).flat_map(|t| row(0, t, m)).collect();
+    let cols: Vec<String> = (0..m).map(|j| format!("c{j}")).collect();
+    let series = Series::new(vals, n_train, cols, None, None, n_train)?;
+    let fit = FitOptions {
+        window,
+        train: TrainConfig { hidden, max_steps: 150, ..TrainConfig::default() },
+        ..FitOptions::default()
+    };
+    Ok(Detector::fit(&series, &fit, &mut |_| {})?)
+}
+
 /// Row `t` of synthetic entity `e` (`m` columns): a sine of period 25 per column (phase by
 /// column), a level and a scale that differ by entity, a little deterministic noise.
 pub(crate) fn row(e: usize, t: usize, m: usize) -> Vec<f32> {
@@ -105,17 +120,8 @@ pub fn run(args: &ServeBenchArgs) -> Result<()> {
         bail!("--entities, --rows-per-request, --rounds and --clients must be positive");
     }
     // The shared base model.
-    let n_train = 1500;
-    let vals: Vec<f32> = (0..n_train).flat_map(|t| row(0, t, m)).collect();
-    let cols: Vec<String> = (0..m).map(|j| format!("c{j}")).collect();
-    let series = Series::new(vals, n_train, cols, None, None, n_train)?;
-    let fit = FitOptions {
-        window: args.window,
-        train: TrainConfig { hidden: args.hidden, max_steps: 150, ..TrainConfig::default() },
-        ..FitOptions::default()
-    };
     eprintln!("training the shared base model ({m} columns, window {}) …", args.window);
-    let base = Arc::new(Detector::fit(&series, &fit, &mut |_| {})?);
+    let base = Arc::new(synthetic_model(m, args.window, args.hidden)?);
     let model_bytes = base.to_bytes()?;
 
     // The scoring alone, in process, one thread (the same pushes for up to 100 entities).

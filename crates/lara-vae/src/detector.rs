@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::file::{self, FORMAT_VERSION};
-use crate::score::{ScoreKind, StepScores};
+use crate::score::{score_rows, ScoreKind, StepScores};
 use crate::train::{train_vae, train_vae_from, Progress, TrainConfig, TrainReport};
 use crate::vae::{Vae, VaeConfig};
 use crate::VaeError;
@@ -221,9 +221,7 @@ impl Detector {
         scaler.transform(&mut scaled);
         let (vae, report) = train_vae(&scaled, m, train_end, opts.window, &opts.train, progress)?;
         let stride = opts.effective_stride();
-        let mut tr = crate::score::score_rows_with(&vae, &scaled, train_end, stride, opts.score_kind, opts.score_knee, &|x, n| {
-            vae.reconstruct(x, n)
-        });
+        let mut tr = score_rows(&vae, &scaled, train_end, stride, opts.score_kind, opts.score_knee);
         crate::score::smooth(&mut tr, opts.effective_smooth());
         let mut threshold = fit_threshold(&tr.score, opts.risk, opts.init_level)?;
         raise_to_training_margin(&mut threshold, &tr.score, opts.threshold_margin);
@@ -317,9 +315,7 @@ impl Detector {
         let kind = self.meta.options.score_kind;
         let knee = self.meta.options.score_knee;
         let mut steps = match &self.meta.adaptation {
-            None => crate::score::score_rows_with(&self.vae, scaled, n_rows, stride, kind, knee, &|x, n| {
-                self.vae.reconstruct(x, n)
-            }),
+            None => score_rows(&self.vae, scaled, n_rows, stride, kind, knee),
             Some(a) => crate::score::score_rows_with(&self.vae, scaled, n_rows, stride, kind, knee, &|x, _n| {
                 // Dimensions are checked when the adapter is attached or loaded; a failure
                 // here can only come from non-finite model output, which then shows as NaN

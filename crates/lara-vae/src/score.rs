@@ -50,9 +50,16 @@ pub fn cover_starts(n_rows: usize, w: usize, stride: usize) -> Vec<usize> {
 }
 
 /// Scores every row of the (already scaled) `values` (row-major `n_rows × m`) with the
-/// deterministic reconstruction `μ_θ(μ_φ(x))`.
-pub fn score_rows(vae: &Vae, values: &[f32], n_rows: usize, stride: usize, kind: ScoreKind) -> StepScores {
-    score_rows_with(vae, values, n_rows, stride, kind, None, &|x: &[f32], n: usize| vae.reconstruct(x, n))
+/// deterministic reconstruction `μ_θ(μ_φ(x))`; `knee` as in [`score_rows_with`].
+pub fn score_rows(
+    vae: &Vae,
+    values: &[f32],
+    n_rows: usize,
+    stride: usize,
+    kind: ScoreKind,
+    knee: Option<f32>,
+) -> StepScores {
+    score_rows_with(vae, values, n_rows, stride, kind, knee, &|x: &[f32], n: usize| vae.reconstruct(x, n))
 }
 
 /// As [`score_rows`], with a caller-given reconstruction of a batch of `n` windows
