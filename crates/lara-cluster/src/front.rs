@@ -66,6 +66,10 @@ struct RwEntity {
     last_ts: Option<i64>,
 }
 
+/// The longest a request waits for the broker before it is answered 503: a front never
+/// leaves a client hanging, whatever the broker does.
+const BROKER_WAIT: Duration = Duration::from_secs(30);
+
 struct Front {
     b: Broker,
     rt: tokio::runtime::Handle,
@@ -121,6 +125,18 @@ impl FrontConfig {
             results_max_age: None,
             results_max_bytes: None,
         }
+    }
+}
+
+impl Front {
+    /// Runs a broker call on the front's runtime from a request thread, for at most
+    /// [`BROKER_WAIT`].
+    fn block<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.rt.block_on(async {
+            tokio::time::timeout(BROKER_WAIT, call)
+                .await
+                .unwrap_or_else(|_| Err(anyhow!("the broker did not answer within {BROKER_WAIT:?}")))
+        })
     }
 }
 
@@ -335,8 +351,8 @@ fn route(
         // The front answers only once it reached the broker and set the streams up.
         ("GET", ["readyz"]) => answer(200, &json!({ "ready": true, "partitions": f.b.partitions })),
         ("GET", ["metrics"]) => (200, "text/plain; version=0.0.4", metrics(f).into_bytes()),
-        ("GET", ["v1", "cluster"]) => wrap(f.rt.block_on(f.b.cluster_view()).map(|v| answer(200, &v))),
-        ("PUT", ["v1", "models", id, "file"]) => match f.rt.block_on(f.b.put_model(id, body)) {
+        ("GET", ["v1", "cluster"]) => wrap(f.block(f.b.cluster_view()).map(|v| answer(200, &v))),
+        ("PUT", ["v1", "models", id, "file"]) => match f.block(f.b.put_model(id, body)) {
             Ok(cols) => answer(200, &json!({ "id": id, "columns": cols, "bytes": body.len() })),
             Err(e) => {
                 let msg = format!("{e:#}");
@@ -344,7 +360,7 @@ fn route(
             }
         },
         ("PUT", ["v1", "entities", id]) => put_entity(f, id, body),
-        ("GET", ["v1", "entities", id]) => match f.rt.block_on(f.b.entity(id)) {
+        ("GET", ["v1", "entities", id]) => match f.block(f.b.entity(id)) {
             Ok(Some(s)) => answer(200, &json!({ "id": id, "spec": s, "partition": partition_of(id, f.b.partitions) })),
             Ok(None) => bad(404, format!("no entity {id:?}")),
             Err(e) => bad(503, format!("{e:#}")),
@@ -355,13 +371,13 @@ fn route(
         ("GET", ["v1", "entities", id, which @ ("scores" | "alarms")]) => get_scores(f, id, query, *which == "alarms"),
         ("GET", ["v1", "entities", id, "events"]) => match exists(f, id) {
             Err(a) => a,
-            Ok(()) => wrap(f.rt.block_on(f.b.events(id)).map(|msgs| {
+            Ok(()) => wrap(f.block(f.b.events(id)).map(|msgs| {
                 let events: Vec<Value> =
                     msgs.iter().flat_map(|m| m.events.iter().map(|e| serde_json::to_value(e).unwrap_or_default())).collect();
                 answer(200, &json!({ "entity": id, "events": events }))
             })),
         },
-        ("GET", ["v1", "alarms"]) => wrap(f.rt.block_on(f.b.alarms()).map(|a| answer(200, &json!({ "alarms": a })))),
+        ("GET", ["v1", "alarms"]) => wrap(f.block(f.b.alarms()).map(|a| answer(200, &json!({ "alarms": a })))),
         ("POST", ["api", "v1", "write"]) => remote_write(f, body),
         _ => bad(404, format!("no route {method} {path}")),
     }
@@ -373,7 +389,7 @@ fn wrap(r: Result<Answer>) -> Answer {
 
 /// 404 unless the entity exists.
 fn exists(f: &Front, id: &str) -> Result<(), Answer> {
-    match f.rt.block_on(f.b.entity(id)) {
+    match f.block(f.b.entity(id)) {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(bad(404, format!("no entity {id:?}"))),
         Err(e) => Err(bad(503, format!("{e:#}"))),
@@ -388,7 +404,7 @@ fn get_scores(f: &Front, id: &str, query: &[(&str, &str)], only_alarms: bool) ->
         (Ok(a), Ok(b), Ok(c)) => (a.unwrap_or(0), b.unwrap_or(u64::MAX), c.unwrap_or(1_000_000) as usize),
         (Err(a), _, _) | (_, Err(a), _) | (_, _, Err(a)) => return a,
     };
-    wrap(f.rt.block_on(f.b.scores(id)).map(|rows| {
+    wrap(f.block(f.b.scores(id)).map(|rows| {
         let rows: Vec<Value> = rows
             .into_iter()
             .filter(|r| r["row"].as_u64().is_some_and(|x| x >= from && x <= to))
@@ -422,7 +438,7 @@ fn put_entity(f: &Front, id: &str, body: &[u8]) -> Answer {
         },
     };
     let spec = EntitySpec { model, cold_start: cold, policy, slots };
-    match f.rt.block_on(f.b.create_entity(id, &spec)) {
+    match f.block(f.b.create_entity(id, &spec)) {
         Ok(created) => answer(
             if created { 201 } else { 200 },
             &json!({ "id": id, "spec": spec, "partition": partition_of(id, f.b.partitions) }),
@@ -446,8 +462,8 @@ fn columns(f: &Front, id: &str) -> Result<Option<Arc<Vec<String>>>> {
     if let Some(c) = f.columns.lock().expect("columns").get(id) {
         return Ok(Some(c.clone()));
     }
-    let Some(spec) = f.rt.block_on(f.b.entity(id))? else { return Ok(None) };
-    let cols = f.rt.block_on(f.b.model_columns(&spec.model))?.ok_or_else(|| anyhow!("no model {:?}", spec.model))?;
+    let Some(spec) = f.block(f.b.entity(id))? else { return Ok(None) };
+    let cols = f.block(f.b.model_columns(&spec.model))?.ok_or_else(|| anyhow!("no model {:?}", spec.model))?;
     let cols = Arc::new(cols);
     f.columns.lock().expect("columns").insert(id.to_string(), cols.clone());
     Ok(Some(cols))
@@ -456,7 +472,7 @@ fn columns(f: &Front, id: &str) -> Result<Option<Arc<Vec<String>>>> {
 /// Publishes a points message and counts it.
 fn publish(f: &Front, id: &str, msg: &PointsMsg, msg_id: Option<&str>) -> Result<(u64, bool)> {
     let t = std::time::Instant::now();
-    let (seq, dup) = f.rt.block_on(f.b.publish_msg(id, msg, msg_id))?;
+    let (seq, dup) = f.block(f.b.publish_msg(id, msg, msg_id))?;
     f.m.publish_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
     f.m.publishes.fetch_add(1, Ordering::Relaxed);
     if dup {
@@ -509,7 +525,7 @@ fn control(f: &Front, id: &str, which: &str, idem: Option<&str>) -> Answer {
         return a;
     }
     f.m.controls.fetch_add(1, Ordering::Relaxed);
-    match f.rt.block_on(f.b.control(id, which, idem, f.cfg.control_timeout)) {
+    match f.block(f.b.control(id, which, idem, f.cfg.control_timeout)) {
         Ok((seq, Some(a))) => match a.error {
             Some(e) => answer(409, &json!({ "error": e, "seq": seq })),
             None => answer(
@@ -539,9 +555,9 @@ fn delete_entity(f: &Front, id: &str, idem: Option<&str>) -> Answer {
         return a;
     }
     f.m.controls.fetch_add(1, Ordering::Relaxed);
-    match f.rt.block_on(f.b.control(id, "delete", idem, f.cfg.control_timeout)) {
+    match f.block(f.b.control(id, "delete", idem, f.cfg.control_timeout)) {
         Ok((seq, Some(_))) => {
-            if let Err(e) = f.rt.block_on(f.b.remove_entity(id, seq)) {
+            if let Err(e) = f.block(f.b.remove_entity(id, seq)) {
                 return bad(503, format!("{e:#}"));
             }
             f.columns.lock().expect("columns").remove(id);
@@ -586,7 +602,7 @@ fn remote_write(f: &Front, body: &[u8]) -> Answer {
                     continue;
                 };
                 let spec = EntitySpec { model: base.clone(), cold_start: true, policy: "adapt".into(), slots: 40 };
-                if let Err(e) = f.rt.block_on(f.b.create_entity(&name, &spec)) {
+                if let Err(e) = f.block(f.b.create_entity(&name, &spec)) {
                     // Another spec under that name: its own columns decide below.
                     tracing::debug!(entity = name, "remote-write create: {e:#}");
                 }
@@ -611,7 +627,7 @@ fn remote_write(f: &Front, body: &[u8]) -> Answer {
             // The last timestamp published for the entity (by any front), while its last
             // points message is still in the stream.
             let subject = points_subject(partition_of(&name, f.b.partitions), &name);
-            let last_ts = match f.rt.block_on(f.b.last_on(&f.b.points, &subject)) {
+            let last_ts = match f.block(f.b.last_on(&f.b.points, &subject)) {
                 Ok(Some(m)) => serde_json::from_slice::<PointsMsg>(&m.payload)
                     .ok()
                     .and_then(|p| p.timestamps.and_then(|t| t.last().and_then(|x| x.parse().ok()))),

@@ -657,9 +657,41 @@ impl Broker {
         Ok(out)
     }
 
+    /// The ids of the live workers (a heartbeat in `lara-workers` not yet expired nor deleted),
+    /// sorted. Read from the bucket's subject counts and one get per key: every step is a
+    /// request with a timeout. (The KV `keys()` iterator can wait forever when a key expires
+    /// between the consumer's creation and its delivery, as a dead worker's heartbeat does.)
+    pub async fn live_workers(&self) -> Result<Vec<String>> {
+        use futures_util::StreamExt;
+        let prefix = format!("$KV.{WORKERS}.");
+        let mut subjects = self
+            .workers
+            .stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await
+            .map_err(|e| anyhow!("{WORKERS}: {e}"))?;
+        let mut keys = Vec::new();
+        while let Some(s) = subjects.next().await {
+            let (subject, _) = s.map_err(|e| anyhow!("{WORKERS}: {e}"))?;
+            if let Some(k) = subject.strip_prefix(&prefix) {
+                keys.push(k.to_string());
+            }
+        }
+        let mut live = Vec::new();
+        for k in keys {
+            // A delete marker (a worker that stopped) or an entry expired meanwhile: not live.
+            if let Some(e) = self.workers.entry(&k).await? {
+                if e.operation == kv::Operation::Put {
+                    live.push(k);
+                }
+            }
+        }
+        live.sort();
+        Ok(live)
+    }
+
     /// Partition → owner (None: free), and the live workers.
     pub async fn cluster_view(&self) -> Result<serde_json::Value> {
-        use futures_util::StreamExt;
         let mut owners = serde_json::Map::new();
         for p in 0..self.partitions {
             if let Some(e) = self.leases.entry(format!("p{p}")).await? {
@@ -668,12 +700,7 @@ impl Broker {
                 }
             }
         }
-        let mut workers = Vec::new();
-        let mut keys = self.workers.keys().await?;
-        while let Some(k) = keys.next().await {
-            workers.push(k?);
-        }
-        workers.sort();
+        let workers = self.live_workers().await?;
         let stats = |i: &stream::Info| {
             serde_json::json!({
                 "messages": i.state.messages,

@@ -205,16 +205,8 @@ async fn lease_loop(ctx: Arc<Ctx>, shutdown: impl std::future::Future<Output = (
         if let Err(e) = b.workers.put(&id, now_ms().to_string().into()).await {
             tracing::warn!("heartbeat: {e}");
         }
-        let live = match b.workers.keys().await {
-            Ok(mut k) => {
-                let mut n = 0u32;
-                while let Some(x) = k.next().await {
-                    if x.is_ok() {
-                        n += 1;
-                    }
-                }
-                n.max(1)
-            }
+        let live = match b.live_workers().await {
+            Ok(w) => (w.len() as u32).max(1),
             Err(_) => 1,
         };
         let target = p_count.div_ceil(live) as usize;

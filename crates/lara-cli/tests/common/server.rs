@@ -48,8 +48,14 @@ impl Drop for Server {
     }
 }
 
+/// An HTTP client that returns every status and gives up on a request after 90 s (a hung
+/// server fails the test by name instead of stalling it).
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(90)))
+        .build()
+        .into()
 }
 
 pub fn call(method: &str, url: &str, ct: &str, body: &[u8], token: Option<&str>) -> (u16, Vec<u8>) {
@@ -71,7 +77,7 @@ pub fn call(method: &str, url: &str, ct: &str, body: &[u8], token: Option<&str>)
             r.header("Content-Type", ct).send(body)
         }
     }
-    .expect("request");
+    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
     let body = resp.into_body().read_to_vec().unwrap_or_default();
     (status, body)
