@@ -38,12 +38,6 @@ pub struct TrainConfig {
     /// Absolute floor of the calibrated decoder variance (in scaled units; a z-scored channel
     /// has variance 1 on the training rows).
     pub var_floor_abs: f32,
-    /// Trimmed training: from epoch `trim_after_epochs` on, the windows of each batch whose
-    /// loss is in the top `trim_frac` of the batch get no gradient (the batch mean is over the
-    /// others), so that anomalies inside the training rows are not learned as normal.
-    /// 0: plain ELBO.
-    pub trim_frac: f32,
-    pub trim_after_epochs: usize,
     pub seed: u64,
 }
 
@@ -65,8 +59,6 @@ impl Default for TrainConfig {
             max_steps: 300,
             var_floor: 0.05,
             var_floor_abs: 0.01,
-            trim_frac: 0.0,
-            trim_after_epochs: 1,
             seed: 1,
         }
     }
@@ -245,10 +237,9 @@ pub fn train_vae_from(
         && cfg.lr.is_finite()
         && cfg.beta >= 0.0
         && cfg.beta.is_finite()
-        && (0.0..0.9).contains(&cfg.val_frac)
-        && (0.0..0.9).contains(&cfg.trim_frac);
+        && (0.0..0.9).contains(&cfg.val_frac);
     if !ok {
-        return Err(VaeError::Invalid("need lr > 0, beta ≥ 0, 0 ≤ val_frac < 0.9 and 0 ≤ trim_frac < 0.9".into()));
+        return Err(VaeError::Invalid("need lr > 0, beta ≥ 0 and 0 ≤ val_frac < 0.9".into()));
     }
     if train_end < window + 1 {
         return Err(VaeError::Invalid(format!(
@@ -299,10 +290,7 @@ pub fn train_vae_from(
             if !loss.is_finite() {
                 return Err(VaeError::Diverged { epoch, step: si });
             }
-            match trim_weights(&vae.window_losses(&c, beta), if epoch >= cfg.trim_after_epochs { cfg.trim_frac } else { 0.0 }) {
-                Some(w) => vae.backward_weighted(&c, beta, Some(&w), &mut grad),
-                None => vae.backward(&c, beta, &mut grad),
-            }
+            vae.backward(&c, beta, &mut grad);
             adam.step(&mut vae.params, &grad);
             tot += loss * chunk.len() as f64;
             cnt += chunk.len();
@@ -350,24 +338,6 @@ pub fn train_vae_from(
     Ok((vae, report))
 }
 
-/// Weights of a trimmed batch mean: `1/k` for the `k = n − ⌊trim·n⌋` windows of lowest loss,
-/// 0 for the rest (ties broken by position). None when nothing is trimmed.
-pub(crate) fn trim_weights(losses: &[f64], trim: f32) -> Option<Vec<f32>> {
-    let n = losses.len();
-    let drop = (trim as f64 * n as f64).floor() as usize;
-    if drop == 0 || drop >= n {
-        return None;
-    }
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.sort_by(|&a, &b| losses[a].total_cmp(&losses[b]).then(a.cmp(&b)));
-    let keep = n - drop;
-    let mut w = vec![0.0f32; n];
-    for &i in &idx[..keep] {
-        w[i] = 1.0 / keep as f32;
-    }
-    Some(w)
-}
-
 /// One Adam step of the ELBO (`rec + beta·KL`, batch mean) on a batch of `n` windows `x`
 /// (`n × w·m`); returns the loss before the step. `grad` is scratch of the parameter length.
 pub fn adam_step(
@@ -390,17 +360,6 @@ pub fn adam_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trim_weights_drop_the_highest_losses() {
-        assert_eq!(trim_weights(&[1.0, 2.0, 3.0], 0.0), None);
-        assert_eq!(trim_weights(&[1.0, 2.0, 3.0], 0.2), None);
-        let w = trim_weights(&[5.0, 1.0, 9.0, 2.0], 0.25).unwrap();
-        assert_eq!(w, vec![1.0 / 3.0, 1.0 / 3.0, 0.0, 1.0 / 3.0]);
-        let w = trim_weights(&[5.0, 1.0, 9.0, 2.0, f64::NAN], 0.4).unwrap();
-        assert_eq!(w.iter().filter(|&&x| x > 0.0).count(), 3);
-        assert_eq!(w[2], 0.0);
-    }
 
     #[test]
     fn split_is_disjoint_when_possible() {

@@ -534,45 +534,15 @@ impl Vae {
     /// Gradient of `rec + beta · KL` (batch means) w.r.t. all parameters, written into `grad`
     /// (every entry is overwritten).
     pub(crate) fn backward(&self, c: &Cache, beta: f32, grad: &mut [f32]) {
-        self.backward_weighted(c, beta, None, grad)
-    }
-
-    /// Per-window losses `rec_i + beta · KL_i` of a cache (the terms [`Self::loss_terms`]
-    /// averages).
-    pub(crate) fn window_losses(&self, c: &Cache, beta: f32) -> Vec<f64> {
-        let (wm, d) = (self.input_dim(), self.cfg.latent);
-        (0..c.n)
-            .map(|i| {
-                let rec: f64 = c.x[i * wm..(i + 1) * wm]
-                    .iter()
-                    .zip(&c.xhat[i * wm..(i + 1) * wm])
-                    .map(|(a, b)| ((a - b) as f64).powi(2))
-                    .sum::<f64>()
-                    * 0.5;
-                let kl: f64 = c.mu[i * d..(i + 1) * d]
-                    .iter()
-                    .zip(&c.logvar[i * d..(i + 1) * d])
-                    .map(|(&m, &l)| 0.5 * ((m * m) as f64 + (l as f64).exp() - 1.0 - l as f64))
-                    .sum();
-                rec + beta as f64 * kl
-            })
-            .collect()
-    }
-
-    /// Gradient of `Σ_i w_i (rec_i + beta · KL_i)` w.r.t. all parameters, written into `grad`;
-    /// `weights = None` is `w_i = 1/n` (the batch mean, [`Self::backward`]).
-    pub(crate) fn backward_weighted(&self, c: &Cache, beta: f32, weights: Option<&[f32]>, grad: &mut [f32]) {
         // Every parameter belongs to exactly one dense layer, whose gradient mlp_backward
         // overwrites: no zeroing pass needed.
         let n = c.n;
         let d = self.cfg.latent;
-        let wm = self.input_dim();
-        let w_of = |i: usize| weights.map_or(1.0 / n as f32, |w| w[i]);
-        let dxh: Vec<f32> = c.xhat.iter().zip(&c.x).enumerate().map(|(k, (h, x))| (h - x) * w_of(k / wm)).collect();
+        let inv_n = 1.0 / n as f32;
+        let dxh: Vec<f32> = c.xhat.iter().zip(&c.x).map(|(h, x)| (h - x) * inv_n).collect();
         let dz = self.mlp_backward(&self.dec, &c.z, &c.dec_h, n, dxh, grad, true).expect("dz requested");
         let mut de = vec![0.0f32; n * 2 * d];
         for i in 0..n {
-            let inv_n = w_of(i);
             for j in 0..d {
                 let k = i * d + j;
                 let (m, l, e) = (c.mu[k], c.logvar[k], c.eps[k]);
@@ -654,42 +624,6 @@ mod tests {
                 }
                 assert!(bad * 20 <= vae.params.len(), "{bad} of {} ReLU gradients off", vae.params.len());
             }
-        }
-    }
-
-    #[test]
-    fn weighted_gradient_matches_finite_differences_of_the_weighted_loss() {
-        let (mut vae, x) = tiny(Activation::Tanh, 1);
-        let (n, beta) = (4, 0.7f32);
-        let w = [0.5f32, 0.0, 0.3, 0.2];
-        let loss = |v: &Vae| {
-            let mut r = ChaCha8Rng::seed_from_u64(3);
-            let c = v.forward_train(&x, n, Some(&mut r));
-            v.window_losses(&c, beta).iter().zip(&w).map(|(l, &wi)| l * wi as f64).sum::<f64>()
-        };
-        let mut r = ChaCha8Rng::seed_from_u64(3);
-        let c = vae.forward_train(&x, n, Some(&mut r));
-        // Uniform weights are the batch mean.
-        let (mut g0, mut g1) = (vec![0.0; vae.params.len()], vec![0.0; vae.params.len()]);
-        vae.backward(&c, beta, &mut g0);
-        vae.backward_weighted(&c, beta, Some(&[0.25; 4]), &mut g1);
-        assert_eq!(g0, g1);
-        let (a, b) = vae.loss_terms(&c);
-        let mean: f64 = vae.window_losses(&c, beta).iter().sum::<f64>() / n as f64;
-        assert!((mean - (a + beta as f64 * b)).abs() < 1e-6 * mean.abs().max(1.0));
-        let mut g = vec![0.0; vae.params.len()];
-        vae.backward_weighted(&c, beta, Some(&w), &mut g);
-        let h = 1e-2f32;
-        for i in 0..vae.params.len() {
-            let p0 = vae.params[i];
-            vae.params[i] = p0 + h;
-            let lp = loss(&vae);
-            vae.params[i] = p0 - h;
-            let lm = loss(&vae);
-            vae.params[i] = p0;
-            let fd = (lp - lm) / (2.0 * h as f64);
-            let an = g[i] as f64;
-            assert!((fd - an).abs() / (1e-2 + fd.abs().max(an.abs())) < 2e-2, "param {i}: fd {fd} vs analytic {an}");
         }
     }
 
