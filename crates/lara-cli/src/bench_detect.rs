@@ -15,12 +15,25 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-/// The TSB-AD methods whose recorded results are compared; the first four are the deep peers.
-const PEERS: [&str; 6] = ["OmniAnomaly", "Donut", "USAD", "AutoEncoder", "PCA", "IForest"];
-const DEEP_PEERS: [&str; 4] = ["OmniAnomaly", "Donut", "USAD", "AutoEncoder"];
+/// The TSB-AD methods whose recorded results are read. The deep ones are fitted on the training
+/// prefix (TSB-AD's protocol for them); `PCA` and `IForest` on the whole series (TSB-AD's
+/// protocol), `PCA-prefix` and `IForest-prefix` on the training prefix
+/// (`bench/peers/prefix_<method>.jsonl`, `scripts/run_peer_prefix.py`).
+const PEERS: [&str; 8] = ["OmniAnomaly", "Donut", "USAD", "AutoEncoder", "PCA-prefix", "IForest-prefix", "PCA", "IForest"];
+/// The peers fitted as lara is in each protocol: the ones its targets compare with.
+const PREFIX_PEERS: [&str; 6] = ["OmniAnomaly", "Donut", "USAD", "AutoEncoder", "PCA-prefix", "IForest-prefix"];
+const WHOLE_PEERS: [&str; 2] = ["IForest", "PCA"];
+
+fn peers_of(protocol: Protocol) -> &'static [&'static str] {
+    match protocol {
+        Protocol::Prefix => &PREFIX_PEERS,
+        Protocol::Whole => &WHOLE_PEERS,
+    }
+}
+
 const METRICS: [&str; 4] = ["VUS-PR", "AUC-PR", "PA-F1", "Affiliation-F"];
 
 /// Shown after the options in `--help`.
@@ -39,8 +52,12 @@ order, files alternate A, B, A, B, …; defaults are chosen on one half and conf
 other. The summary reports each half and both.
 
 Peers' figures are read from their recorded runs (dev_<method>.jsonl and dev_all_<method>.jsonl,
-one JSON line per file, produced by ../shared/peers/run_peer.py on this machine); they are not
-rerun. Every comparison averages lara over exactly the files the peer has.
+one JSON line per file, produced by ../shared/peers/run_peer.py on this machine): the shared
+ones (the 24-file panel; IForest and PCA on all files) and the repository's bench/peers (the
+deep peers on more files; IForest and PCA fitted on the training prefix, prefix_<method>.jsonl:
+bench/peers/README.md); they are not rerun. Each protocol is compared with the peers fitted the
+same way: prefix with the deep peers, PCA-prefix and IForest-prefix; whole with PCA and IForest.
+Every comparison averages lara over exactly the files the peer has.
 
 Then two micro-benchmarks: ms per Adam step (batch 64, window 100×38, hidden 256, latent 32)
 and scoring throughput (time steps/s) at strides w/2 and w.
@@ -78,9 +95,11 @@ pub struct DetectBenchArgs {
     /// ../shared/peers/dev_panel.txt).
     #[arg(long, value_name = "all|LIST.txt", default_value = "all")]
     pub panel: String,
-    /// Directory with the peers' recorded results (dev_<method>.jsonl, dev_all_<method>.jsonl).
-    #[arg(long, value_name = "DIR", default_value = "../shared/peers/results")]
-    pub peers: PathBuf,
+    /// Directories with the peers' recorded results (dev_<method>.jsonl,
+    /// dev_all_<method>.jsonl); repeat the flag for several. A file's line in a later directory
+    /// replaces an earlier one's.
+    #[arg(long, value_name = "DIR", default_values = ["../shared/peers/results", "bench/peers"])]
+    pub peers: Vec<PathBuf>,
     /// Training protocol.
     #[arg(long, value_enum, default_value_t = Protocol::Prefix)]
     pub protocol: Protocol,
@@ -133,25 +152,31 @@ struct FileResult {
 
 type PeerResults = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
 
-fn load_peers(dir: &Path) -> Result<PeerResults> {
+fn load_peers(dirs: &[PathBuf]) -> Result<PeerResults> {
     let mut out = PeerResults::new();
     for m in PEERS {
-        for prefix in ["dev", "dev_all"] {
-            let path = dir.join(format!("{prefix}_{m}.jsonl"));
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                if prefix == "dev" {
-                    tracing::warn!("no peer results at {}", path.display());
-                }
-                continue;
-            };
+        let names: Vec<String> = match m.strip_suffix("-prefix") {
+            Some(base) => vec![format!("prefix_{base}.jsonl")],
+            None => vec![format!("dev_{m}.jsonl"), format!("dev_all_{m}.jsonl")],
+        };
+        let paths = dirs.iter().flat_map(|d| names.iter().map(move |n| d.join(n)));
+        let mut found = false;
+        for path in paths {
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            found = true;
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let v: serde_json::Value = serde_json::from_str(line)
+                // Python's json writes undefined metrics as bare NaN: read them as null.
+                let line = line.replace(": NaN", ": null").replace(": -Infinity", ": null").replace(": Infinity", ": null");
+                let v: serde_json::Value = serde_json::from_str(&line)
                     .with_context(|| format!("{}: line {}", path.display(), i + 1))?;
                 if v.get("VUS-PR").is_some() {
                     let file = v["file"].as_str().unwrap_or_default().to_string();
                     out.entry(m.to_string()).or_default().insert(file, v);
                 }
             }
+        }
+        if !found {
+            tracing::warn!("no recorded results of {m} in {dirs:?}");
         }
     }
     Ok(out)
@@ -312,7 +337,7 @@ pub fn run(args: &DetectBenchArgs) -> Result<()> {
                 "protocol": args.protocol,
                 "options": opts,
                 "files": results,
-                "groups": group_summary(&results, &peers),
+                "groups": group_summary(&results, &peers, args.protocol),
                 "peak_rss_mib": peak,
                 "micro": micro,
             });
@@ -362,7 +387,8 @@ fn lara_row(group: &str, half: &str, rs: &[&FileResult]) -> GroupRow {
     }
 }
 
-fn group_summary(results: &[FileResult], peers: &PeerResults) -> Vec<GroupRow> {
+/// Per group and half: lara's means, then each peer of the protocol's on the same files.
+fn group_summary(results: &[FileResult], peers: &PeerResults, protocol: Protocol) -> Vec<GroupRow> {
     let mut groups: BTreeMap<&str, Vec<&FileResult>> = BTreeMap::new();
     for r in results {
         groups.entry(r.group.as_str()).or_default().push(r);
@@ -377,14 +403,17 @@ fn group_summary(results: &[FileResult], peers: &PeerResults) -> Vec<GroupRow> {
                 continue;
             }
             rows.push(lara_row(g, half, &sel));
-            for m in PEERS {
+            for &m in peers_of(protocol) {
                 let Some(p) = peers.get(m) else { continue };
                 let got: Vec<&serde_json::Value> = sel.iter().filter_map(|r| p.get(&r.file)).collect();
                 if got.is_empty() {
                     continue;
                 }
-                let k = got.len() as f64;
-                let mean = |key: &str| got.iter().map(|v| v[key].as_f64().unwrap_or(f64::NAN)).sum::<f64>() / k;
+                // Over the files where the metric is defined (NaN when it is nowhere).
+                let mean = |key: &str| {
+                    let vals: Vec<f64> = got.iter().filter_map(|v| v[key].as_f64()).collect();
+                    vals.iter().sum::<f64>() / vals.len() as f64
+                };
                 rows.push(GroupRow {
                     group: g.to_string(),
                     half: half.to_string(),
@@ -443,7 +472,7 @@ fn print_tables(
         )
     );
     println!();
-    let groups = group_summary(results, peers);
+    let groups = group_summary(results, peers, protocol);
     let rows: Vec<Vec<String>> = groups
         .iter()
         .map(|g| {
@@ -462,9 +491,9 @@ fn print_tables(
     header.extend(["ev-P", "ev-R", "normal-alarm%", "sec/file"]);
     print!("{}", table(&header, &rows));
     println!();
-    // Targets, each on exactly the files the peer has: prefix protocol — VUS-PR ≥ the best
-    // deep peer (prefix-fit); whole protocol — ≥ IForest and ≥ PCA (their own protocol);
-    // both — train+score ≥ 10× faster than OmniAnomaly.
+    // Targets, each on exactly the files the peer has: prefix protocol — VUS-PR ≥ every peer
+    // fitted on the prefix (the deep ones, PCA-prefix, IForest-prefix); whole protocol — ≥
+    // IForest and ≥ PCA (their own protocol); both — train+score ≥ 10× faster than OmniAnomaly.
     println!("targets ({} protocol; lara averaged over the files each peer has):", protocol_name(protocol));
     let mut target_rows = Vec::new();
     let mut by_group: BTreeMap<&str, Vec<&FileResult>> = BTreeMap::new();
@@ -489,9 +518,7 @@ fn print_tables(
             let n = pairs.len() as f64;
             Some((pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n, pairs.len()))
         };
-        let peers_here: Vec<&str> =
-            if protocol == Protocol::Prefix { DEEP_PEERS.to_vec() } else { vec!["IForest", "PCA"] };
-        for m in peers_here {
+        for &m in peers_of(protocol) {
             if let Some((ours, theirs, n)) = compare(m, "VUS-PR") {
                 target_rows.push(vec![
                     g.to_string(),
@@ -585,6 +612,33 @@ fn micro_benchmarks() -> Micro {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_merge_over_directories_and_lines_without_metrics_are_skipped() {
+        let root = std::env::temp_dir().join(format!("lara-peers-{}", std::process::id()));
+        let (a, b) = (root.join("shared"), root.join("repo"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let line = |f: &str, v: f64| format!("{{\"file\": \"{f}\", \"VUS-PR\": {v}, \"seconds\": 1.0}}\n");
+        std::fs::write(a.join("dev_USAD.jsonl"), line("x.csv", 0.1) + &line("y.csv", 0.2)).unwrap();
+        std::fs::write(b.join("dev_all_USAD.jsonl"), line("y.csv", 0.3) + &line("z.csv", 0.4) + "{\"file\": \"e.csv\", \"error\": \"x\"}\n").unwrap();
+        let p = load_peers(&[a.clone(), root.join("missing"), b.clone()]).unwrap();
+        let u = &p["USAD"];
+        let got: Vec<(&str, f64)> = u.iter().map(|(k, v)| (k.as_str(), v["VUS-PR"].as_f64().unwrap())).collect();
+        assert_eq!(got, vec![("x.csv", 0.1), ("y.csv", 0.3), ("z.csv", 0.4)]);
+        assert!(!p.contains_key("Donut"));
+        // `-prefix` peers come from prefix_<method>.jsonl, apart from TSB-AD's protocol.
+        std::fs::write(b.join("prefix_PCA.jsonl"), line("x.csv", 0.7) + "{\"file\": \"n.csv\", \"VUS-PR\": 0.1, \"Affiliation-F\": NaN}\n").unwrap();
+        std::fs::write(b.join("dev_all_PCA.jsonl"), line("x.csv", 0.5)).unwrap();
+        let p = load_peers(&[b.clone()]).unwrap();
+        assert_eq!(p["PCA-prefix"]["x.csv"]["VUS-PR"], 0.7);
+        assert!(p["PCA-prefix"]["n.csv"]["Affiliation-F"].is_null());
+        assert_eq!(p["PCA"]["x.csv"]["VUS-PR"], 0.5);
+        std::fs::write(b.join("dev_all_USAD.jsonl"), "{not json\n").unwrap();
+        let e = format!("{:#}", load_peers(&[b]).unwrap_err());
+        assert!(e.contains("dev_all_USAD.jsonl: line 1"), "{e}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn halves_alternate_within_each_group() {
