@@ -24,6 +24,9 @@
 //! | `GET /v1/cluster` | partitions, owners, live workers, lease TTL, stream sizes and limits |
 //! | `GET /metrics`, `/healthz`, `/readyz` | |
 //!
+//! A route that needs the broker answers 503 `{"error"}` when the broker does not answer within
+//! 30 s: a request never hangs.
+//!
 //! With a token every route but `/healthz` and `/readyz` requires `Authorization: Bearer
 //! <token>` (compared in constant time); the alarm stream also takes `?access_token=` (a
 //! browser's `EventSource` cannot set headers).
