@@ -165,10 +165,7 @@ fn load_peers(dirs: &[PathBuf]) -> Result<PeerResults> {
             let Ok(text) = std::fs::read_to_string(&path) else { continue };
             found = true;
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                // Python's json writes undefined metrics as bare NaN: read them as null.
-                let line = line.replace(": NaN", ": null").replace(": -Infinity", ": null").replace(": Infinity", ": null");
-                let v: serde_json::Value = serde_json::from_str(&line)
-                    .with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+                let v = parse_python_json(line).with_context(|| format!("{}: line {}", path.display(), i + 1))?;
                 if v.get("VUS-PR").is_some() {
                     let file = v["file"].as_str().unwrap_or_default().to_string();
                     out.entry(m.to_string()).or_default().insert(file, v);
@@ -180,6 +177,13 @@ fn load_peers(dirs: &[PathBuf]) -> Result<PeerResults> {
         }
     }
     Ok(out)
+}
+
+/// One JSON line written by Python's `json`, which spells undefined metrics as bare `NaN` /
+/// `Infinity`: those are read as null.
+pub fn parse_python_json(line: &str) -> serde_json::Result<serde_json::Value> {
+    let line = line.replace(": NaN", ": null").replace(": -Infinity", ": null").replace(": Infinity", ": null");
+    serde_json::from_str(&line)
 }
 
 /// Peak resident set size of this process so far, in MiB (Linux `VmHWM`).

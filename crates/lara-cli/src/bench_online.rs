@@ -284,7 +284,7 @@ fn load_peer(path: &Path) -> PeerScores {
         return out;
     };
     for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = crate::bench_detect::parse_python_json(line) else { continue };
         if let (Some(f), Some(vp), Some(ap)) = (v["file"].as_str(), v["VUS-PR"].as_f64(), v["AUC-PR"].as_f64()) {
             out.insert(f.to_string(), (vp, ap));
         }
