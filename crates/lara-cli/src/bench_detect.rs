@@ -18,12 +18,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The TSB-AD methods whose recorded results are read. The deep ones are fitted on the training
-/// prefix (TSB-AD's protocol for them); `PCA` and `IForest` on the whole series (TSB-AD's
-/// protocol), `PCA-prefix` and `IForest-prefix` on the training prefix
-/// (`bench/peers/prefix_<method>.jsonl`, `scripts/run_peer_prefix.py`).
-const PEERS: [&str; 8] = ["OmniAnomaly", "Donut", "USAD", "AutoEncoder", "PCA-prefix", "IForest-prefix", "PCA", "IForest"];
-/// The peers fitted as lara is in each protocol: the ones its targets compare with.
+/// The TSB-AD methods whose recorded results are read, as fitted in lara's two protocols (the
+/// ones its targets compare with). The deep ones are fitted on the training prefix (TSB-AD's
+/// protocol for them), `PCA-prefix` and `IForest-prefix` too (`bench/peers/prefix_<method>.jsonl`,
+/// `scripts/run_peer_prefix.py`); `PCA` and `IForest` on the whole series (TSB-AD's protocol).
 const PREFIX_PEERS: [&str; 6] = ["OmniAnomaly", "Donut", "USAD", "AutoEncoder", "PCA-prefix", "IForest-prefix"];
 const WHOLE_PEERS: [&str; 2] = ["IForest", "PCA"];
 
@@ -154,7 +152,7 @@ type PeerResults = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
 
 fn load_peers(dirs: &[PathBuf]) -> Result<PeerResults> {
     let mut out = PeerResults::new();
-    for m in PEERS {
+    for &m in PREFIX_PEERS.iter().chain(&WHOLE_PEERS) {
         let names: Vec<String> = match m.strip_suffix("-prefix") {
             Some(base) => vec![format!("prefix_{base}.jsonl")],
             None => vec![format!("dev_{m}.jsonl"), format!("dev_all_{m}.jsonl")],
