@@ -91,6 +91,15 @@ pub struct TrainArgs {
     /// (0 = linear); as --contrib-knee for the causal scores.
     #[arg(long, default_value_t = FitOptions::default().score_knee.unwrap_or(0.0))]
     pub score_knee: f32,
+    /// Per-channel normalisation of the offline scores (0 = off): each channel's contribution
+    /// is divided by this quantile of its contributions on the training rows, so a channel is
+    /// judged against its own training spread (a noisy command flag cannot outweigh a quiet
+    /// telemetry channel that leaves its range).
+    #[arg(long, default_value_t = FitOptions::default().channel_quantile.unwrap_or(0.0))]
+    pub channel_quantile: f64,
+    /// Floor (nats) of the per-channel divisor of --channel-quantile.
+    #[arg(long, default_value_t = FitOptions::default().channel_floor)]
+    pub channel_floor: f32,
     /// Absolute floor of the calibrated decoder variance, in scaled units (a z-scored channel
     /// has variance 1): a channel constant in training cannot make a flip cost more than
     /// ½ / floor nats per element.
@@ -231,6 +240,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         causal_steps: args.causal_steps,
         score_knee: (args.score_knee > 0.0).then_some(args.score_knee),
         threshold_margin: args.threshold_margin,
+        channel_quantile: (args.channel_quantile > 0.0).then_some(args.channel_quantile),
+        channel_floor: args.channel_floor,
     };
     eprintln!(
         "training on rows [0, {train_end}) of {} ({} rows × {} columns), window {}, {} threads",

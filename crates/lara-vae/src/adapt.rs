@@ -216,7 +216,12 @@ impl Detector {
                 out.vae.set_obs_logvar(lv.clone());
             }
         }
-        let transferred = transfer_threshold(&self.meta.threshold, self.vae.obs_logvar(), out.vae.obs_logvar());
+        // Channel-normalised scores carry no NLL constant: the threshold then carries over as is.
+        let transferred = if self.meta.channel_scale.is_some() {
+            Some(self.meta.threshold.value).filter(|t| t.is_finite())
+        } else {
+            transfer_threshold(&self.meta.threshold, self.vae.obs_logvar(), out.vae.obs_logvar())
+        };
         out.meta.adaptation = Some(adaptation);
         out.meta.online = online;
         let stride = self.meta.options.effective_stride();

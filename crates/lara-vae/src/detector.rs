@@ -20,6 +20,12 @@ pub const DEFAULT_CONTRIB_KNEE: f32 = 8.0;
 /// with file-level cross-validation (crate docs).
 pub const DEFAULT_SCORE_KNEE: f32 = 32.0;
 
+/// Default [`FitOptions::channel_quantile`], chosen with file-level cross-validation (crate docs).
+pub const DEFAULT_CHANNEL_QUANTILE: f64 = 0.99;
+
+/// Default [`FitOptions::channel_floor`] (nats).
+pub const DEFAULT_CHANNEL_FLOOR: f32 = 1.0;
+
 /// Default margin of the threshold over the training scores (crate docs).
 pub const DEFAULT_THRESHOLD_MARGIN: f64 = 0.25;
 
@@ -59,6 +65,16 @@ pub struct FitOptions {
     /// Newest steps of each causal window whose NLL makes the raw score (`None`: 1, the row
     /// itself). See [`crate::causal`].
     pub causal_steps: Option<usize>,
+    /// Per-channel normalisation of the offline scores: channel `k`'s contribution (after the
+    /// knee, before smoothing) is divided by `d_k = max(Q_q(c_k on the training rows), floor)`,
+    /// and a row's score is `Σ_k c_k / d_k` (no NLL constant). A channel is judged against its
+    /// own training spread: a command flag that flips now and then in training cannot
+    /// outweigh a quiet telemetry channel that leaves its range. `None`: off (the score is the
+    /// row's NLL). Models from before this option carry no divisors and score as before.
+    pub channel_quantile: Option<f64>,
+    /// Floor (nats) of the per-channel divisor of `channel_quantile`: a channel that was
+    /// reconstructed almost perfectly in training is not amplified beyond its raw NLL.
+    pub channel_floor: f32,
 }
 
 impl Default for FitOptions {
@@ -77,6 +93,8 @@ impl Default for FitOptions {
             contrib_knee: Some(DEFAULT_CONTRIB_KNEE),
             score_knee: Some(DEFAULT_SCORE_KNEE),
             causal_steps: None,
+            channel_quantile: Some(DEFAULT_CHANNEL_QUANTILE),
+            channel_floor: DEFAULT_CHANNEL_FLOOR,
         }
     }
 }
@@ -135,6 +153,9 @@ pub struct ModelMeta {
     /// threshold; [`crate::causal`]). Absent in files from before the online monitor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<crate::causal::OnlineCalibration>,
+    /// Per-channel divisors of the offline contributions (`FitOptions::channel_quantile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_scale: Option<Vec<f32>>,
 }
 
 /// A trained detector.
@@ -214,6 +235,14 @@ impl Detector {
         if !(opts.risk > 0.0 && opts.risk < 1.0 && opts.init_level > 0.0 && opts.init_level < 1.0) {
             return Err(VaeError::Invalid("risk and init_level must lie in (0, 1)".into()));
         }
+        if let Some(q) = opts.channel_quantile {
+            if !((0.0..=1.0).contains(&q) && opts.channel_floor > 0.0 && opts.channel_floor.is_finite()) {
+                return Err(VaeError::Invalid(format!(
+                    "channel_quantile must lie in [0, 1] and channel_floor be > 0 (got {q} and {})",
+                    opts.channel_floor
+                )));
+            }
+        }
         let mut train_series = series.clone();
         train_series.train_end = train_end;
         let scaler = Scaler::fit(&train_series, opts.scaler);
@@ -222,6 +251,10 @@ impl Detector {
         let (vae, report) = train_vae(&scaled, m, train_end, opts.window, &opts.train, progress)?;
         let stride = opts.effective_stride();
         let mut tr = score_rows(&vae, &scaled, train_end, stride, opts.score_kind, opts.score_knee);
+        let channel_scale = opts.channel_quantile.map(|q| crate::score::channel_scale(&tr, q, opts.channel_floor));
+        if let Some(cs) = &channel_scale {
+            crate::score::normalise_channels(&mut tr, cs);
+        }
         crate::score::smooth(&mut tr, opts.effective_smooth());
         let mut threshold = fit_threshold(&tr.score, opts.risk, opts.init_level)?;
         raise_to_training_margin(&mut threshold, &tr.score, opts.threshold_margin);
@@ -238,6 +271,7 @@ impl Detector {
             report,
             adaptation: None,
             online: None,
+            channel_scale,
         };
         let mut det = Detector { meta, vae };
         let smooth = det.causal_smooth();
@@ -323,6 +357,9 @@ impl Detector {
                 lara_adapt::reconstruct(&self.vae, &a.adapter, x).unwrap_or_else(|_| vec![f32::NAN; x.len()])
             }),
         };
+        if let Some(cs) = &self.meta.channel_scale {
+            crate::score::normalise_channels(&mut steps, cs);
+        }
         crate::score::smooth(&mut steps, self.meta.options.effective_smooth());
         if let Some(t) = steps.score.iter().position(|s| !s.is_finite()) {
             return Err(VaeError::Invalid(format!("the model produced a non-finite score at row {}", t + 1)));

@@ -9,7 +9,7 @@
 //!   window / per time step), [`Vae::log_likelihood_z`] / [`Vae::log_likelihood_z_steps`],
 //!   [`Vae::obs_logvar`] (per-feature decoder log-variance).
 //! * [`train::train_vae`]: ELBO (unit-variance Gaussian reconstruction + β·KL, β warmed up
-//!   linearly over the first epochs), Adam, early stopping on the latest `val_frac` of the
+//!   linearly over the first epochs), Adam on mini-batches of 32 windows, early stopping on the latest `val_frac` of the
 //!   training windows (best weights kept), a cap on the number of steps, deterministic given
 //!   the seed (bit-identical weights, scores and model files).
 //! * After training the decoder variance is *calibrated*: per feature, the mean squared
@@ -21,6 +21,10 @@
 //!   with its first row). Each element's NLL contribution `½ r²/s²_k`, compressed above the
 //!   knee `κ` (`κ (1 + ln(c/κ))`, κ = 32 nats by default), is averaged over the windows
 //!   covering it; a row's score is the sum over features (+ the Gaussian constant).
+//!   By default each channel's contributions are then divided by the 0.99-quantile of that
+//!   channel's contributions on the training rows (at least 1 nat), and a row's score is the
+//!   sum of these normalised contributions ([`score::channel_scale`],
+//!   `FitOptions::channel_quantile`; without it the score is the row's NLL).
 //!   Then a centred moving average over `smooth` rows (default: `w`), see [`score::smooth`].
 //! * [`detector::Detector`]: scaler (fitted on the training prefix) + VAE + POT threshold
 //!   (fitted on the training rows' scores, `lara_metrics::threshold::pot`, raised to at least
@@ -106,6 +110,53 @@
 //!   training prefixes (1 200 and 2 300 rows) are as short as MSL's (1 145 … 4 308), and UCR
 //!   needs the 300 steps that hurt MSL.
 //! * Not tried for lack of time: a 1-D convolution or GRU encoder, multi-scale windows.
+//!
+//! ### Second round (2026-12-02, evening): batch size and per-channel normalisation
+//!
+//! Same method: variants over the defaults above on half A (both protocols, objective the
+//! mean over the 8 group × protocol cells), the chosen one run once on half B. Mean VUS-PR,
+//! MSL / NAB / SMAP / UCR, prefix | whole:
+//!
+//! | variant | A prefix | A whole | A mean |
+//! |---|---|---|---|
+//! | defaults above (batch 64) | .273 .469 .267 .862 | .511 .523 .174 .864 | .493 |
+//! | batch 32 | .279 .474 .272 .915 | .523 .518 .183 .873 | .505 |
+//! | batch 16 | .292 .484 .267 .838 | .535 .528 .184 .876 | .501 |
+//! | **batch 32 + channel quantile 0.99, floor 1 nat (chosen)** | .354 .474 .339 .915 | .555 .518 .197 .873 | **.528** |
+//! | batch 32 + channel quantile 0.5, floor 1 | .279 .474 .272 .915 | .523 .518 .184 .873 | .505 |
+//! | batch 32 + channel quantile 0.75, floor 1 | .278 .474 .273 .915 | .539 .518 .197 .873 | .508 |
+//! | batch 32 + channel quantile 0.9, floor 1 | .278 .474 .310 .915 | .543 .518 .196 .873 | .513 |
+//! | batch 32 + channel quantile 0.9, floor 0.1 | .303 .474 .314 .915 | .550 .518 .197 .873 | .518 |
+//! | batch 32 + channel quantile 0.9, floor 5 | .279 .474 .291 .915 | (not run) | |
+//! | batch 32 + channel quantile 0.99, floor 0.1 | .373 .474 .294 .915 | .466 .518 .200 .873 | .514 |
+//! | batch 32 + channel quantile 0.999, floor 1 | .335 .474 .306 .915 | .537 .518 .191 .873 | .519 |
+//! | batch 32 + channel maximum (quantile 1), floor 1 | .336 .474 .336 .915 | .560 .518 .188 .873 | .525 |
+//!
+//! Half B (confirmation, each run once): defaults above .325 .380 .323 .999 / .244 .396 .235
+//! .999 (mean .488); batch 32 .363 .381 .333 .999 / .266 .398 .241 .998 (.498); **chosen**
+//! .392 .381 .357 .999 / .283 .398 .244 .998 (**.507**). Both steps help on both halves.
+//!
+//! * **Batch 32** (`TrainConfig::batch`, was 64): the step cap (300 Adam steps) stays, so a
+//!   model sees half as many windows, each step costs about half, and the result is as good or
+//!   better in every cell but A's NAB whole (−.005) and B's UCR whole (−.001). MSL, whose 55
+//!   columns make the largest input (100 × 55), gains most in time: the GEMMs of a step
+//!   scale with the batch, Adam's update does not (`lara bench detect` figures in
+//!   BENCHMARKS.md). Batch 16 is faster still and better on MSL and NAB, but UCR's two A
+//!   files fell.
+//! * **Per-channel normalisation** (`FitOptions::channel_quantile`): each channel's
+//!   contribution is divided by its own 0.99-quantile on the training rows, floored at 1 nat.
+//!   On SMAP the NLL is dominated by the command channels (binary flags): in the files where
+//!   PCA-prefix led most (005, 031, 033, 041) the labelled incident is the telemetry channel
+//!   leaving its range (|z| 8 … 225) while the flags, all zero in the test part but active in
+//!   training, kept every row's score high (005: 136 everywhere, 160 at the incident, the top
+//!   of the series elsewhere). Divided by its training quantile, a flag that flips in training
+//!   weighs little, and the telemetry channel dominates the incident. Channels with one
+//!   column (NAB, UCR) only see their scores divided by a constant: ranking and alarms are
+//!   unchanged there. Low quantiles (0.5, 0.75) do nothing: below the 1-nat floor every
+//!   channel keeps divisor 1. The score is no longer an NLL (no Gaussian constant); LARA's
+//!   threshold transfer after an adaptation then keeps the threshold as it is.
+//! * The online (causal) scores of `lara-stream` are not normalised this way (untried there;
+//!   they have their own knee and calibration).
 //!
 //! **Threshold margin** (`FitOptions::threshold_margin`, α = 0.25): the POT threshold is
 //! raised to at least `max + α (max − median)` of the training scores. Chosen on half A

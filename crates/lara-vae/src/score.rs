@@ -135,6 +135,42 @@ pub fn score_rows_with(
     StepScores { score, contrib: acc, n_cols: m }
 }
 
+/// Per-channel divisors `d_k = max(Q_q(c_k), floor)`: the `q`-quantile (nearest rank, index
+/// `round(q·(n−1))` of the sorted finite values) of channel `k`'s contributions over the rows
+/// of `steps`, at least `floor`. See `FitOptions::channel_quantile`.
+pub fn channel_scale(steps: &StepScores, q: f64, floor: f32) -> Vec<f32> {
+    let m = steps.n_cols;
+    let n = steps.score.len();
+    let mut col = Vec::with_capacity(n);
+    (0..m)
+        .map(|k| {
+            col.clear();
+            col.extend((0..n).map(|t| steps.contrib[t * m + k]).filter(|v| v.is_finite()));
+            if col.is_empty() {
+                return floor;
+            }
+            col.sort_by(f32::total_cmp);
+            let i = ((col.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+            col[i].max(floor)
+        })
+        .collect()
+}
+
+/// Divides each channel's contributions by `scale[k]`; a row's score becomes the sum of its
+/// normalised contributions.
+pub fn normalise_channels(steps: &mut StepScores, scale: &[f32]) {
+    let m = steps.n_cols;
+    for (t, s) in steps.score.iter_mut().enumerate() {
+        let row = &mut steps.contrib[t * m..(t + 1) * m];
+        let mut sum = 0.0f64;
+        for (v, &d) in row.iter_mut().zip(scale) {
+            *v /= d;
+            sum += *v as f64;
+        }
+        *s = sum;
+    }
+}
+
 /// `values` (row-major, `m` columns, fewer than `rows` rows) preceded by copies of its first
 /// row up to `rows` rows: the padding every scorer uses at the start of a series or segment.
 pub(crate) fn left_pad(values: &[f32], m: usize, rows: usize) -> Vec<f32> {
@@ -292,6 +328,27 @@ mod tests {
         assert!(a > 100.0 && b < a / 4.0, "the outlier is compressed: linear {a}, knee {b}");
         // Rows no window shares with the outlier are unchanged.
         assert_eq!(lin.contrib[..7 * 2], kneed.contrib[..7 * 2]);
+    }
+
+    #[test]
+    fn channel_normalisation_judges_each_channel_against_its_training_spread() {
+        // Channel 0: a quiet telemetry channel (0.1 … 0.5 nats); channel 1: a command flag
+        // that flips on 5 % of the training rows (40 nats each time).
+        let n = 200;
+        let contrib: Vec<f32> =
+            (0..n).flat_map(|t| [0.1 + 0.4 * (t % 10) as f32 / 9.0, if t % 20 == 0 { 40.0 } else { 0.0 }]).collect();
+        let train = StepScores { score: vec![0.0; n], contrib, n_cols: 2 };
+        let d = channel_scale(&train, 0.99, 1.0);
+        assert_eq!(d, vec![1.0, 40.0], "the quiet channel's quantile is floored, the flag's is its flip");
+        // Nearest rank: index round(0.5 · 199) = 100 of the sorted values, the sixth level.
+        assert_eq!(channel_scale(&train, 0.5, 0.01), vec![0.1 + 0.4 * 5.0 / 9.0, 0.01]);
+        // Test rows: a telemetry excursion (10 nats) and a normal flip (40 nats).
+        let mut test = StepScores { score: vec![10.0, 40.0], contrib: vec![10.0, 0.0, 0.2, 40.0], n_cols: 2 };
+        assert!(test.score[1] > test.score[0], "in raw NLL the flip outranks the excursion");
+        normalise_channels(&mut test, &d);
+        assert_eq!(test.contrib, vec![10.0, 0.0, 0.2, 1.0]);
+        assert_eq!(test.score, vec![10.0, 1.2000000029802322]);
+        assert_eq!(test.top_dims(1, 1), vec![1]);
     }
 
     #[test]

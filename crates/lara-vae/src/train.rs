@@ -49,7 +49,7 @@ impl Default for TrainConfig {
             latent: 16,
             activation: Activation::Relu,
             epochs: 30,
-            batch: 64,
+            batch: 32,
             lr: 1e-3,
             beta: 0.1,
             kl_warmup_epochs: 3,
@@ -290,7 +290,7 @@ pub fn train_vae_from(
             if !loss.is_finite() {
                 return Err(VaeError::Diverged { epoch, step: si });
             }
-            vae.backward(&c, beta, &mut grad);
+            vae.backward(c, beta, &mut grad);
             adam.step(&mut vae.params, &grad);
             tot += loss * chunk.len() as f64;
             cnt += chunk.len();
@@ -352,7 +352,7 @@ pub fn adam_step(
     grad.resize(vae.params.len(), 0.0);
     let c = vae.forward_train(x, n, Some(rng));
     let (r, k) = vae.loss_terms(&c);
-    vae.backward(&c, beta, grad);
+    vae.backward(c, beta, grad);
     adam.step(&mut vae.params, grad);
     r + beta as f64 * k
 }

@@ -105,9 +105,10 @@ pub struct Vae {
 }
 
 /// Activations kept by [`Vae::forward_train`] for the backward pass.
-pub(crate) struct Cache {
+pub(crate) struct Cache<'x> {
     pub n: usize,
-    pub x: Vec<f32>,
+    /// The batch itself (borrowed: no copy of the `n × w·m` input per step).
+    pub x: &'x [f32],
     pub enc_h: Vec<Vec<f32>>,
     pub mu: Vec<f32>,
     pub logvar: Vec<f32>,
@@ -500,7 +501,7 @@ impl Vae {
     // Training pass
 
     /// Forward pass with reparameterised sampling, keeping what backward needs.
-    pub(crate) fn forward_train(&self, x: &[f32], n: usize, rng: Option<&mut ChaCha8Rng>) -> Cache {
+    pub(crate) fn forward_train<'x>(&self, x: &'x [f32], n: usize, rng: Option<&mut ChaCha8Rng>) -> Cache<'x> {
         let d = self.cfg.latent;
         let (enc_h, e) = self.mlp(&self.enc, x, n, true);
         let mut mu = Vec::with_capacity(n * d);
@@ -519,7 +520,7 @@ impl Vae {
         };
         let z: Vec<f32> = (0..n * d).map(|i| mu[i] + (0.5 * logvar[i]).exp() * eps[i]).collect();
         let (dec_h, xhat) = self.mlp(&self.dec, &z, n, true);
-        Cache { n, x: x.to_vec(), enc_h, mu, logvar, clamped, eps, z, dec_h, xhat }
+        Cache { n, x, enc_h, mu, logvar, clamped, eps, z, dec_h, xhat }
     }
 
     /// Loss terms of a cache, averaged over the batch: `(reconstruction, KL)` where
@@ -532,14 +533,16 @@ impl Vae {
     }
 
     /// Gradient of `rec + beta · KL` (batch means) w.r.t. all parameters, written into `grad`
-    /// (every entry is overwritten).
-    pub(crate) fn backward(&self, c: &Cache, beta: f32, grad: &mut [f32]) {
+    /// (every entry is overwritten). Consumes the cache: the reconstruction's buffer becomes
+    /// the gradient `(x̂ − x)/n` in place.
+    pub(crate) fn backward(&self, c: Cache, beta: f32, grad: &mut [f32]) {
         // Every parameter belongs to exactly one dense layer, whose gradient mlp_backward
         // overwrites: no zeroing pass needed.
         let n = c.n;
         let d = self.cfg.latent;
         let inv_n = 1.0 / n as f32;
-        let dxh: Vec<f32> = c.xhat.iter().zip(&c.x).map(|(h, x)| (h - x) * inv_n).collect();
+        let mut dxh = c.xhat;
+        dxh.iter_mut().zip(c.x).for_each(|(h, &x)| *h = (*h - x) * inv_n);
         let dz = self.mlp_backward(&self.dec, &c.z, &c.dec_h, n, dxh, grad, true).expect("dz requested");
         let mut de = vec![0.0f32; n * 2 * d];
         for i in 0..n {
@@ -552,7 +555,7 @@ impl Vae {
                 de[i * 2 * d + d + j] = if c.clamped[k] { 0.0 } else { g };
             }
         }
-        self.mlp_backward(&self.enc, &c.x, &c.enc_h, n, de, grad, false);
+        self.mlp_backward(&self.enc, c.x, &c.enc_h, n, de, grad, false);
     }
 }
 
@@ -587,7 +590,7 @@ mod tests {
             let mut r = ChaCha8Rng::seed_from_u64(3);
             let c = vae.forward_train(&x, n, Some(&mut r));
             let mut g = vec![0.0; vae.params.len()];
-            vae.backward(&c, beta, &mut g);
+            vae.backward(c, beta, &mut g);
             let h = 1e-2f32;
             let mut max_rel = 0.0f64;
             for i in 0..vae.params.len() {

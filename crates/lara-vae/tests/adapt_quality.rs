@@ -57,6 +57,24 @@ fn level_and_scale_change_adapting_on_40_rows_lowers_held_out_scores() {
     assert!(after100 < after40, "more rows must adapt better: K=40 {after40:.3}, K=100 {after100:.3}");
 }
 
+/// The same with the default, channel-normalised scores (no longer in nats, so the margins
+/// are relative to the base model's excess on the new pattern).
+#[test]
+fn adaptation_lowers_held_out_channel_normalised_scores() {
+    let det = common::toy_detector_with(lara_vae::FitOptions::default().channel_quantile);
+    assert!(det.meta.channel_scale.is_some());
+    let normal = mean(&det.detect(&series(600, 0.0, 1.0, 9), None).unwrap().score);
+    let new = series(600, 2.0, 1.8, 5);
+    let (before, after40, _) = held_out(&det, &new, 40, &AdaptConfig::default());
+    let (_, after100, _) = held_out(&det, &new, 100, &AdaptConfig::default());
+    eprintln!("normalised: base model on normal data {normal:.3}, new pattern {before:.3} -> K=40 {after40:.3}, K=100 {after100:.3}");
+    let excess = before - normal;
+    assert!(before > 3.0 * normal, "the change must be visible to the base model: {normal} vs {before}");
+    assert!(after40 < before - 0.2 * excess, "K=40 must remove a fifth of the excess: {before:.3} -> {after40:.3}");
+    assert!(after100 < normal + 0.5 * excess, "K=100: normal {normal:.3}, before {before:.3}, after {after100:.3}");
+    assert!(after100 < after40, "more rows must adapt better: K=40 {after40:.3}, K=100 {after100:.3}");
+}
+
 /// No change: adapting on 40 rows of the *old* pattern costs a little (the local `M_x` fit on
 /// 40 rows of a slow pattern is not the identity; ≈ +1.2 nats/row here, the old defaults
 /// +1.0) but must stay far below what a real change costs the base model (≈ +7.7).

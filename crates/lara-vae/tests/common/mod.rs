@@ -22,7 +22,13 @@ pub fn toy_series(n: usize, train_end: usize, level: f32, scale: f32, seed: u32)
 
 /// A small window-20 detector trained on 1500 rows of the unchanged toy.
 pub fn toy_detector() -> Detector {
-    let mut opts = FitOptions { window: 20, ..FitOptions::default() };
+    toy_detector_with(None)
+}
+
+/// The toy detector with a given per-channel normalisation (`None`: scores are the rows' NLL
+/// in nats, the unit the tests' margins are written in).
+pub fn toy_detector_with(channel_quantile: Option<f64>) -> Detector {
+    let mut opts = FitOptions { window: 20, channel_quantile, ..FitOptions::default() };
     opts.train.max_steps = 150;
     opts.train.hidden = 64;
     Detector::fit(&toy_series(1500, 1500, 0.0, 1.0, 1), &opts, &mut |_| {}).unwrap()
