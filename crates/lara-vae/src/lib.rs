@@ -155,8 +155,12 @@
 //!   unchanged there. Low quantiles (0.5, 0.75) do nothing: below the 1-nat floor every
 //!   channel keeps divisor 1. The score is no longer an NLL (no Gaussian constant); LARA's
 //!   threshold transfer after an adaptation then keeps the threshold as it is.
-//! * The online (causal) scores of `lara-stream` are not normalised this way (untried there;
-//!   they have their own knee and calibration).
+//! * The same normalisation of the **causal** (online) scores was tried and rejected: each
+//!   channel's raw causal contribution (after the 8-nat knee) divided by its quantile on the
+//!   warm-up rows, `lara bench online` (its own halves: odd file numbers = A). Half A,
+//!   `static` / `adapt`: MSL .287 / .287 → .257 / .257 (quantile 0.99) and .265 / .265 (0.9);
+//!   SMAP .267 / .237 → .259 / .202 and .264 / .196. Worse in every cell, so the causal
+//!   scores stay NLLs (the code was removed; why it fails there was not analysed).
 //!
 //! **Threshold margin** (`FitOptions::threshold_margin`, α = 0.25): the POT threshold is
 //! raised to at least `max + α (max − median)` of the training scores. Chosen on half A
