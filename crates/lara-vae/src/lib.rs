@@ -155,6 +155,14 @@
 //!   unchanged there. Low quantiles (0.5, 0.75) do nothing: below the 1-nat floor every
 //!   channel keeps divisor 1. The score is no longer an NLL (no Gaussian constant); LARA's
 //!   threshold transfer after an adaptation then keeps the threshold as it is.
+//! * Over the chosen configuration, on half A (prefix | whole, 8-cell mean; chosen .528):
+//!   knee 16 .285 .477 .336 .915 | .558 .512 .194 .873 (.519); knee 64 .378 .474 .338 .915 |
+//!   .546 .515 .200 .873 (.530, within noise: not taken); no knee .378 .471 .296 .915 | .159
+//!   .509 .245 .873 (.481: MSL whole collapses, while SMAP whole rises to .245); smoothing 50
+//!   .381 .461 .318 .936 | .567 .485 .194 .937 (.535, all of the gain from UCR's two files) —
+//!   run on half B as the best on A, it fell there: .329 .338 .354 .998 | .252 .344 .241 .997
+//!   (.482 against the chosen .507), not adopted; smoothing 200 .356 .493 .296 .795 | .536
+//!   .557 .203 .807 (.506).
 //! * The same normalisation of the **causal** (online) scores was tried and rejected: each
 //!   channel's raw causal contribution (after the 8-nat knee) divided by its quantile on the
 //!   warm-up rows, `lara bench online` (its own halves: odd file numbers = A). Half A,
