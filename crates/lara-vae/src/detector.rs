@@ -259,7 +259,8 @@ impl Detector {
         let mut threshold = fit_threshold(&tr.score, opts.risk, opts.init_level)?;
         raise_to_training_margin(&mut threshold, &tr.score, opts.threshold_margin);
         let meta = ModelMeta {
-            format_version: FORMAT_VERSION,
+            // Version 1 readers score models without divisors correctly (`file::FORMAT_VERSION`).
+            format_version: if channel_scale.is_some() { FORMAT_VERSION } else { 1 },
             producer: format!("lara-vae {}", env!("CARGO_PKG_VERSION")),
             columns: series.columns.clone(),
             scaler,
@@ -370,7 +371,7 @@ impl Detector {
     /// The model file bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, VaeError> {
         let header = serde_json::to_vec(&self.meta).map_err(|e| VaeError::Invalid(format!("header: {e}")))?;
-        file::to_bytes(&header, &self.vae)
+        file::to_bytes(self.meta.format_version, &header, &self.vae)
     }
 
     /// Saves atomically to `path`.
@@ -383,11 +384,17 @@ impl Detector {
         let c = file::from_bytes(path, bytes)?;
         let meta: ModelMeta = serde_json::from_slice(&c.header)
             .map_err(|e| VaeError::Corrupt { path: path.to_path_buf(), detail: format!("header: {e}") })?;
-        if meta.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&meta.format_version) {
             return Err(VaeError::WrongVersion {
                 path: path.to_path_buf(),
                 found: meta.format_version,
                 expected: FORMAT_VERSION,
+            });
+        }
+        if meta.channel_scale.is_some() && meta.format_version < 2 {
+            return Err(VaeError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "per-channel divisors in a file of format version 1".into(),
             });
         }
         let m = meta.arch.n_features;

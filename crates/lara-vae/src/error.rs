@@ -12,7 +12,7 @@ pub enum VaeError {
     Diverged { epoch: usize, step: usize },
     #[error("{path}: not a lara model file (bad magic bytes)")]
     NotAModel { path: PathBuf },
-    #[error("{path}: model format version {found} is not supported (this build reads version {expected}); retrain the model with this version of lara")]
+    #[error("{path}: model format version {found} is not supported (this build reads versions 1 to {expected}); retrain the model with this version of lara")]
     WrongVersion { path: PathBuf, found: u32, expected: u32 },
     #[error("{path}: model file is truncated ({detail})")]
     Truncated { path: PathBuf, detail: String },

@@ -3,7 +3,7 @@
 //! ```text
 //! offset  size  content
 //! 0       8     magic  b"LARAVAE\n"
-//! 8       4     format version, u32 little-endian (currently FORMAT_VERSION)
+//! 8       4     format version, u32 little-endian (1 or 2, see FORMAT_VERSION)
 //! 12      8     header length H, u64 LE
 //! 20      H     JSON header (ModelMeta: columns, scaler, architecture, threshold, ...)
 //! 20+H    8     weights length W, u64 LE
@@ -23,15 +23,19 @@ use crate::vae::Vae;
 use crate::VaeError;
 
 pub const MAGIC: &[u8; 8] = b"LARAVAE\n";
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version, read together with every older one. Version 2 marks a model
+/// whose offline scores are divided per channel (`ModelMeta::channel_scale`): a reader of
+/// version 1 would score it as NLL against a threshold in other units, so it must refuse it.
+/// A model without divisors is written as version 1, which every reader scores correctly.
+pub const FORMAT_VERSION: u32 = 2;
 const OBS_LOGVAR: &str = "dec.obs_logvar";
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Serialises header JSON + weights into the container bytes.
-pub fn to_bytes(header_json: &[u8], vae: &Vae) -> Result<Vec<u8>, VaeError> {
+/// Serialises header JSON + weights into the container bytes of format `version`.
+pub fn to_bytes(version: u32, header_json: &[u8], vae: &Vae) -> Result<Vec<u8>, VaeError> {
     let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for t in vae.tensors() {
         let len: usize = t.shape.iter().product();
@@ -46,7 +50,7 @@ pub fn to_bytes(header_json: &[u8], vae: &Vae) -> Result<Vec<u8>, VaeError> {
     let st = safetensors::serialize(views, &None).map_err(|e| VaeError::Invalid(format!("safetensors: {e}")))?;
     let mut out = Vec::with_capacity(60 + header_json.len() + st.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(header_json.len() as u64).to_le_bytes());
     out.extend_from_slice(header_json);
     out.extend_from_slice(&(st.len() as u64).to_le_bytes());
@@ -81,7 +85,7 @@ pub fn from_bytes(path: &Path, b: &[u8]) -> Result<Container, VaeError> {
         return Err(trunc(format!("{} bytes, the fixed header needs 20", b.len())));
     }
     let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(VaeError::WrongVersion { path: p(), found: version, expected: FORMAT_VERSION });
     }
     let h = u64::from_le_bytes(b[12..20].try_into().unwrap());

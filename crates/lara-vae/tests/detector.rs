@@ -93,6 +93,16 @@ fn save_load_round_trip_and_bad_files() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 
     let bytes = std::fs::read(&path).unwrap();
+    // Per-channel divisors make it a version-2 file (a version-1 reader must refuse it); a
+    // model without them is written as version 1 and reads back the same.
+    assert!(d.meta.channel_scale.is_some());
+    assert_eq!(bytes[8..12], 2u32.to_le_bytes());
+    let nll = Detector::fit(&s, &FitOptions { channel_quantile: None, ..opts() }, &mut |_| {}).unwrap();
+    let v1 = nll.to_bytes().unwrap();
+    assert_eq!(v1[8..12], 1u32.to_le_bytes());
+    let back = Detector::from_bytes(Path::new("v1.lara"), &v1).unwrap();
+    assert_eq!(back.vae, nll.vae);
+    assert!(back.meta.channel_scale.is_none() && back.meta.format_version == 1);
     let p = Path::new("m.lara");
     // Truncated anywhere.
     for cut in [0usize, 5, 19, 40, bytes.len() / 2, bytes.len() - 1] {
@@ -103,12 +113,12 @@ fn save_load_round_trip_and_bad_files() {
             assert!(e.to_string().contains("truncated"));
         }
     }
-    // Another format version.
-    let mut v2 = bytes.clone();
-    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
-    let e = Detector::from_bytes(p, &v2).unwrap_err();
-    assert!(matches!(e, VaeError::WrongVersion { found: 2, expected: 1, .. }), "{e}");
-    assert!(e.to_string().contains("version 2"));
+    // A newer format version.
+    let mut v3 = bytes.clone();
+    v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let e = Detector::from_bytes(p, &v3).unwrap_err();
+    assert!(matches!(e, VaeError::WrongVersion { found: 3, expected: 2, .. }), "{e}");
+    assert!(e.to_string().contains("version 3"));
     // Garbage.
     let e = Detector::from_bytes(p, b"this is not a model at all, just some text").unwrap_err();
     assert!(matches!(e, VaeError::NotAModel { .. }), "{e}");
@@ -133,10 +143,16 @@ fn save_load_round_trip_and_bad_files() {
             _ => meta.columns.push("extra".into()),
         }
         let json = serde_json::to_vec(&meta).unwrap();
-        let bytes = lara_vae::file::to_bytes(&json, &d.vae).unwrap();
+        let bytes = lara_vae::file::to_bytes(2, &json, &d.vae).unwrap();
         let e = Detector::from_bytes(p, &bytes).unwrap_err();
         assert!(matches!(e, VaeError::Corrupt { .. }), "edit {edit}: {e}");
     }
+    // Per-channel divisors in a file that calls itself version 1: refused, not mis-scored.
+    let mut meta = d.meta.clone();
+    meta.format_version = 1;
+    let bytes = lara_vae::file::to_bytes(1, &serde_json::to_vec(&meta).unwrap(), &d.vae).unwrap();
+    let e = Detector::from_bytes(p, &bytes).unwrap_err();
+    assert!(matches!(e, VaeError::Corrupt { .. }) && e.to_string().contains("version 1"), "{e}");
     // Missing file.
     assert!(matches!(Detector::load(&dir.join("nope.lara")), Err(VaeError::Io { .. })));
     // Columns mismatch.
