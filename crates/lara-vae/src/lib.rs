@@ -162,7 +162,10 @@
 //!   .381 .461 .318 .936 | .567 .485 .194 .937 (.535, all of the gain from UCR's two files) —
 //!   run on half B as the best on A, it fell there: .329 .338 .354 .998 | .252 .344 .241 .997
 //!   (.482 against the chosen .507), not adopted; smoothing 200 .356 .493 .296 .795 | .536
-//!   .557 .203 .807 (.506).
+//!   .557 .203 .807 (.506). Dividing each element's NLL before the knee instead of the
+//!   knee'd contributions after it (divisors from knee-less training contributions): knee 32
+//!   .314 .475 .299 .915 | .538 .511 .192 .873 (.515), knee 8 .284 .475 .335 .915 | .550
+//!   .517 .198 .873 (.518); not taken (prototype removed).
 //! * The same normalisation of the **causal** (online) scores was tried and rejected: each
 //!   channel's raw causal contribution (after the 8-nat knee) divided by its quantile on the
 //!   warm-up rows, `lara bench online` (its own halves: odd file numbers = A). Half A,
