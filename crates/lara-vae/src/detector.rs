@@ -404,6 +404,14 @@ impl Detector {
                 detail: "columns, scaler, options and architecture disagree".into(),
             });
         }
+        if let Some(d) = &meta.channel_scale {
+            if d.len() != m || d.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(VaeError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: format!("per-channel divisors: need {m} finite values > 0, found {d:?}"),
+                });
+            }
+        }
         let vae = file::vae_from_tensors(path, meta.arch.clone(), &c.tensors)?;
         if let Some(a) = &meta.adaptation {
             a.check(&vae).map_err(|detail| VaeError::Corrupt { path: path.to_path_buf(), detail })?;

@@ -153,6 +153,14 @@ fn save_load_round_trip_and_bad_files() {
     let bytes = lara_vae::file::to_bytes(1, &serde_json::to_vec(&meta).unwrap(), &d.vae).unwrap();
     let e = Detector::from_bytes(p, &bytes).unwrap_err();
     assert!(matches!(e, VaeError::Corrupt { .. }) && e.to_string().contains("version 1"), "{e}");
+    // Divisors that do not fit the columns, or are not positive: refused, not mis-scored.
+    for bad in [vec![1.0f32], vec![1.0, 0.0, 1.0], vec![1.0, -2.0, 1.0]] {
+        let mut meta = d.meta.clone();
+        meta.channel_scale = Some(bad.clone());
+        let bytes = lara_vae::file::to_bytes(2, &serde_json::to_vec(&meta).unwrap(), &d.vae).unwrap();
+        let e = Detector::from_bytes(p, &bytes).unwrap_err();
+        assert!(matches!(e, VaeError::Corrupt { .. }) && e.to_string().contains("divisors"), "{bad:?}: {e}");
+    }
     // Missing file.
     assert!(matches!(Detector::load(&dir.join("nope.lara")), Err(VaeError::Io { .. })));
     // Columns mismatch.
