@@ -100,6 +100,16 @@ pub struct TrainArgs {
     /// Floor (nats) of the per-channel divisor of --channel-quantile.
     #[arg(long, default_value_t = FitOptions::default().channel_floor)]
     pub channel_floor: f32,
+    /// Second opinion beside the VAE on series with two or more columns: how rare each
+    /// continuous channel's value is, from a histogram with this many bins over its training
+    /// range (0 = off). Catches a channel sitting at an unusual level for long, which a VAE
+    /// trained on every row learns to reconstruct. Binary and constant channels are left out.
+    #[arg(long, default_value_t = FitOptions::default().marginal_bins.unwrap_or(0))]
+    pub marginal_bins: usize,
+    /// Weight of --marginal-bins' opinion: at 1 it counts as much as the VAE's score at their
+    /// training 0.99-quantiles.
+    #[arg(long, default_value_t = FitOptions::default().marginal_weight)]
+    pub marginal_weight: f64,
     /// Absolute floor of the calibrated decoder variance, in scaled units (a z-scored channel
     /// has variance 1): a channel constant in training cannot make a flip cost more than
     /// ½ / floor nats per element.
@@ -242,6 +252,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         threshold_margin: args.threshold_margin,
         channel_quantile: (args.channel_quantile > 0.0).then_some(args.channel_quantile),
         channel_floor: args.channel_floor,
+        marginal_bins: (args.marginal_bins > 0).then_some(args.marginal_bins),
+        marginal_weight: args.marginal_weight,
     };
     eprintln!(
         "training on rows [0, {train_end}) of {} ({} rows × {} columns), window {}, {} threads",

@@ -216,9 +216,12 @@ impl Detector {
                 out.vae.set_obs_logvar(lv.clone());
             }
         }
-        // Channel-normalised scores carry no NLL constant: the threshold then carries over as is.
+        // Channel-normalised scores carry no NLL constant: the threshold then carries over as is
+        // (the VAE's own one when the base model adds value histograms, which an adapted
+        // model drops).
         let transferred = if self.meta.channel_scale.is_some() {
-            Some(self.meta.threshold.value).filter(|t| t.is_finite())
+            let base = self.meta.marginal.as_ref().map_or(self.meta.threshold.value, |m| m.vae_threshold);
+            Some(base).filter(|t| t.is_finite())
         } else {
             transfer_threshold(&self.meta.threshold, self.vae.obs_logvar(), out.vae.obs_logvar())
         };

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::file::{self, FORMAT_VERSION};
+use crate::marginal::{self as marginal_score, MarginalModel};
 use crate::score::{score_rows, ScoreKind, StepScores};
 use crate::train::{train_vae, train_vae_from, Progress, TrainConfig, TrainReport};
 use crate::vae::{Vae, VaeConfig};
@@ -25,6 +26,9 @@ pub const DEFAULT_CHANNEL_QUANTILE: f64 = 0.99;
 
 /// Default [`FitOptions::channel_floor`] (nats).
 pub const DEFAULT_CHANNEL_FLOOR: f32 = 1.0;
+
+/// Default [`FitOptions::marginal_bins`], chosen with file-level cross-validation (crate docs).
+pub const DEFAULT_MARGINAL_BINS: usize = 50;
 
 /// Default margin of the threshold over the training scores (crate docs).
 pub const DEFAULT_THRESHOLD_MARGIN: f64 = 0.25;
@@ -75,6 +79,13 @@ pub struct FitOptions {
     /// Floor (nats) of the per-channel divisor of `channel_quantile`: a channel that was
     /// reconstructed almost perfectly in training is not amplified beyond its raw NLL.
     pub channel_floor: f32,
+    /// Bins of the per-channel value histograms of the second opinion beside the VAE
+    /// ([`crate::marginal`]): how rare each continuous channel's value is on the training
+    /// rows. Used on series with at least two columns; `None` or `Some(0)`: off.
+    pub marginal_bins: Option<usize>,
+    /// Weight of that second opinion: at 1 it counts as much as the VAE's score at their
+    /// training 0.99-quantiles.
+    pub marginal_weight: f64,
 }
 
 impl Default for FitOptions {
@@ -95,6 +106,8 @@ impl Default for FitOptions {
             causal_steps: None,
             channel_quantile: Some(DEFAULT_CHANNEL_QUANTILE),
             channel_floor: DEFAULT_CHANNEL_FLOOR,
+            marginal_bins: Some(DEFAULT_MARGINAL_BINS),
+            marginal_weight: 1.0,
         }
     }
 }
@@ -156,6 +169,10 @@ pub struct ModelMeta {
     /// Per-channel divisors of the offline contributions (`FitOptions::channel_quantile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_scale: Option<Vec<f32>>,
+    /// The value histograms added to the VAE's offline score (`FitOptions::marginal_bins`).
+    /// An adapted model does not use them: they describe the pattern before the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marginal: Option<MarginalModel>,
 }
 
 /// A trained detector.
@@ -235,6 +252,9 @@ impl Detector {
         if !(opts.risk > 0.0 && opts.risk < 1.0 && opts.init_level > 0.0 && opts.init_level < 1.0) {
             return Err(VaeError::Invalid("risk and init_level must lie in (0, 1)".into()));
         }
+        if !(opts.marginal_weight >= 0.0 && opts.marginal_weight.is_finite()) {
+            return Err(VaeError::Invalid(format!("marginal_weight must be ≥ 0 (got {})", opts.marginal_weight)));
+        }
         if let Some(q) = opts.channel_quantile {
             if !((0.0..=1.0).contains(&q) && opts.channel_floor > 0.0 && opts.channel_floor.is_finite()) {
                 return Err(VaeError::Invalid(format!(
@@ -258,9 +278,18 @@ impl Detector {
         crate::score::smooth(&mut tr, opts.effective_smooth());
         let mut threshold = fit_threshold(&tr.score, opts.risk, opts.init_level)?;
         raise_to_training_margin(&mut threshold, &tr.score, opts.threshold_margin);
+        let marginal = fit_marginal(&mut tr, &scaled, opts, threshold.value);
+        if marginal.is_some() {
+            threshold = fit_threshold(&tr.score, opts.risk, opts.init_level)?;
+            raise_to_training_margin(&mut threshold, &tr.score, opts.threshold_margin);
+        }
         let meta = ModelMeta {
-            // Version 1 readers score models without divisors correctly (`file::FORMAT_VERSION`).
-            format_version: if channel_scale.is_some() { FORMAT_VERSION } else { 1 },
+            // Older readers score older kinds of models correctly (`file::FORMAT_VERSION`).
+            format_version: match (&marginal, &channel_scale) {
+                (Some(_), _) => FORMAT_VERSION,
+                (None, Some(_)) => 2,
+                (None, None) => 1,
+            },
             producer: format!("lara-vae {}", env!("CARGO_PKG_VERSION")),
             columns: series.columns.clone(),
             scaler,
@@ -273,6 +302,7 @@ impl Detector {
             adaptation: None,
             online: None,
             channel_scale,
+            marginal,
         };
         let mut det = Detector { meta, vae };
         let smooth = det.causal_smooth();
@@ -292,6 +322,8 @@ impl Detector {
             train_vae_from(Some(&self.vae), &scaled, new.n_cols(), new.n_rows, window, cfg, &mut |_| {})?;
         let mut out = Detector { meta: self.meta.clone(), vae };
         out.meta.adaptation = None;
+        // The histograms describe the old data; a retrain on the new rows starts without them.
+        out.meta.marginal = None;
         out.meta.report = report;
         let steps = out.score_scaled(&scaled, new.n_rows, self.meta.options.effective_stride())?;
         let o = &self.meta.options;
@@ -361,6 +393,9 @@ impl Detector {
         if let Some(cs) = &self.meta.channel_scale {
             crate::score::normalise_channels(&mut steps, cs);
         }
+        if let (Some(m), None) = (&self.meta.marginal, &self.meta.adaptation) {
+            marginal_score::add_to(&mut steps, &m.channels, m.lambda, scaled);
+        }
         crate::score::smooth(&mut steps, self.meta.options.effective_smooth());
         if let Some(t) = steps.score.iter().position(|s| !s.is_finite()) {
             return Err(VaeError::Invalid(format!("the model produced a non-finite score at row {}", t + 1)));
@@ -397,6 +432,12 @@ impl Detector {
                 detail: "per-channel divisors in a file of format version 1".into(),
             });
         }
+        if meta.marginal.is_some() && meta.format_version < 3 {
+            return Err(VaeError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("value histograms in a file of format version {}", meta.format_version),
+            });
+        }
         let m = meta.arch.n_features;
         if meta.columns.len() != m || meta.scaler.n_cols() != m || meta.options.window != meta.arch.window {
             return Err(VaeError::Corrupt {
@@ -412,6 +453,9 @@ impl Detector {
                 });
             }
         }
+        if let Some(mm) = &meta.marginal {
+            check_marginal(mm, m).map_err(|detail| VaeError::Corrupt { path: path.to_path_buf(), detail })?;
+        }
         let vae = file::vae_from_tensors(path, meta.arch.clone(), &c.tensors)?;
         if let Some(a) = &meta.adaptation {
             a.check(&vae).map_err(|detail| VaeError::Corrupt { path: path.to_path_buf(), detail })?;
@@ -424,6 +468,53 @@ impl Detector {
         let bytes = std::fs::read(path).map_err(|e| VaeError::Io { path: path.to_path_buf(), source: e })?;
         Self::from_bytes(path, &bytes)
     }
+}
+
+/// Fits the second opinion ([`crate::marginal`]) on the training rows `scaled` and adds it to
+/// their smoothed VAE scores `tr` (the smoothing is linear, so this equals adding before
+/// smoothing, as [`Detector::score_scaled`] does). `None`, and `tr` untouched, when it is off,
+/// the series has one column, no column qualifies or a training quantile is zero.
+fn fit_marginal(tr: &mut StepScores, scaled: &[f32], opts: &FitOptions, vae_threshold: f64) -> Option<MarginalModel> {
+    let (m, n) = (tr.n_cols, tr.score.len());
+    let bins = opts.marginal_bins.filter(|&b| b > 0 && m >= 2 && opts.marginal_weight > 0.0)?;
+    let channels = marginal_score::fit_channels(scaled, m, n, bins);
+    if channels.is_empty() {
+        return None;
+    }
+    let mut hist = StepScores { score: vec![0.0; n], contrib: vec![0.0; n * m], n_cols: m };
+    marginal_score::add_to(&mut hist, &channels, 1.0, scaled);
+    crate::score::smooth(&mut hist, opts.effective_smooth());
+    let q_vae = marginal_score::quantile(&tr.score, marginal_score::MARGINAL_QUANTILE) as f64;
+    let q_hist = marginal_score::quantile(&hist.score, marginal_score::MARGINAL_QUANTILE) as f64;
+    if !(q_vae > 0.0 && q_hist > 0.0) {
+        return None;
+    }
+    let lambda = opts.marginal_weight * q_vae / q_hist;
+    for (s, h) in tr.score.iter_mut().zip(&hist.score) {
+        *s += lambda * h;
+    }
+    for (c, h) in tr.contrib.iter_mut().zip(&hist.contrib) {
+        *c += (lambda * *h as f64) as f32;
+    }
+    Some(MarginalModel { channels, lambda, vae_threshold })
+}
+
+/// Checks loaded histograms against a model of `m` columns.
+fn check_marginal(mm: &MarginalModel, m: usize) -> Result<(), String> {
+    if !(mm.lambda.is_finite() && mm.lambda >= 0.0 && mm.vae_threshold.is_finite()) {
+        return Err(format!("value histograms: weight {} / threshold {}", mm.lambda, mm.vae_threshold));
+    }
+    for h in &mm.channels {
+        let finite = h.bin_score.iter().chain([&h.outside]).all(|v| v.is_finite() && *v >= 0.0);
+        if h.column >= m || h.bin_score.is_empty() || !finite || !(h.lo.is_finite() && h.hi.is_finite() && h.lo < h.hi)
+        {
+            return Err(format!(
+                "value histogram of column {}: invalid (need a column < {m}, bins, lo < hi)",
+                h.column
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -448,7 +539,8 @@ mod margin_tests {
         let mut u = fit_threshold(&scores, 1e-3, 0.98).unwrap();
         raise_to_training_margin(&mut u, &scores, 0.0);
         assert_eq!(u.value, pot);
-        let mut v = ThresholdInfo { value: 0.0, method: "pot".into(), risk: 1e-3, init_level: 0.98, n_scores: 3, margin: 0.0 };
+        let mut v =
+            ThresholdInfo { value: 0.0, method: "pot".into(), risk: 1e-3, init_level: 0.98, n_scores: 3, margin: 0.0 };
         // Finite scores [1, 3]: median (upper) 3, max 3 → floor 3.
         raise_to_training_margin(&mut v, &[1.0, f64::NAN, 3.0], 1.0);
         assert_eq!(v.value, 3.0);

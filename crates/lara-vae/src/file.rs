@@ -3,7 +3,7 @@
 //! ```text
 //! offset  size  content
 //! 0       8     magic  b"LARAVAE\n"
-//! 8       4     format version, u32 little-endian (1 or 2, see FORMAT_VERSION)
+//! 8       4     format version, u32 little-endian (1, 2 or 3, see FORMAT_VERSION)
 //! 12      8     header length H, u64 LE
 //! 20      H     JSON header (ModelMeta: columns, scaler, architecture, threshold, ...)
 //! 20+H    8     weights length W, u64 LE
@@ -27,7 +27,9 @@ pub const MAGIC: &[u8; 8] = b"LARAVAE\n";
 /// whose offline scores are divided per channel (`ModelMeta::channel_scale`): a reader of
 /// version 1 would score it as NLL against a threshold in other units, so it must refuse it.
 /// A model without divisors is written as version 1, which every reader scores correctly.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3 marks a model whose offline scores add value histograms (`ModelMeta::marginal`),
+/// which a reader of version 2 would ignore.
+pub const FORMAT_VERSION: u32 = 3;
 const OBS_LOGVAR: &str = "dec.obs_logvar";
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {

@@ -93,11 +93,19 @@ fn save_load_round_trip_and_bad_files() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 
     let bytes = std::fs::read(&path).unwrap();
-    // Per-channel divisors make it a version-2 file (a version-1 reader must refuse it); a
-    // model without them is written as version 1 and reads back the same.
-    assert!(d.meta.channel_scale.is_some());
-    assert_eq!(bytes[8..12], 2u32.to_le_bytes());
-    let nll = Detector::fit(&s, &FitOptions { channel_quantile: None, ..opts() }, &mut |_| {}).unwrap();
+    // Value histograms make it a version-3 file (a version-2 reader would ignore them), per-
+    // channel divisors alone a version-2 file (a version-1 reader must refuse it); a model with
+    // neither is written as version 1; each reads back the same.
+    assert!(d.meta.channel_scale.is_some() && d.meta.marginal.is_some());
+    assert_eq!(bytes[8..12], 3u32.to_le_bytes());
+    let no_hist = Detector::fit(&s, &FitOptions { marginal_bins: None, ..opts() }, &mut |_| {}).unwrap();
+    let v2 = no_hist.to_bytes().unwrap();
+    assert_eq!(v2[8..12], 2u32.to_le_bytes());
+    let back = Detector::from_bytes(Path::new("v2.lara"), &v2).unwrap();
+    assert!(back.meta.marginal.is_none() && back.meta.channel_scale.is_some());
+    assert_eq!(back.detect(&s, None).unwrap().score, no_hist.detect(&s, None).unwrap().score);
+    let nll =
+        Detector::fit(&s, &FitOptions { channel_quantile: None, marginal_bins: None, ..opts() }, &mut |_| {}).unwrap();
     let v1 = nll.to_bytes().unwrap();
     assert_eq!(v1[8..12], 1u32.to_le_bytes());
     let back = Detector::from_bytes(Path::new("v1.lara"), &v1).unwrap();
@@ -114,11 +122,11 @@ fn save_load_round_trip_and_bad_files() {
         }
     }
     // A newer format version.
-    let mut v3 = bytes.clone();
-    v3[8..12].copy_from_slice(&3u32.to_le_bytes());
-    let e = Detector::from_bytes(p, &v3).unwrap_err();
-    assert!(matches!(e, VaeError::WrongVersion { found: 3, expected: 2, .. }), "{e}");
-    assert!(e.to_string().contains("version 3"));
+    let mut v4 = bytes.clone();
+    v4[8..12].copy_from_slice(&4u32.to_le_bytes());
+    let e = Detector::from_bytes(p, &v4).unwrap_err();
+    assert!(matches!(e, VaeError::WrongVersion { found: 4, expected: 3, .. }), "{e}");
+    assert!(e.to_string().contains("version 4"));
     // Garbage.
     let e = Detector::from_bytes(p, b"this is not a model at all, just some text").unwrap_err();
     assert!(matches!(e, VaeError::NotAModel { .. }), "{e}");
@@ -143,23 +151,44 @@ fn save_load_round_trip_and_bad_files() {
             _ => meta.columns.push("extra".into()),
         }
         let json = serde_json::to_vec(&meta).unwrap();
-        let bytes = lara_vae::file::to_bytes(2, &json, &d.vae).unwrap();
+        let bytes = lara_vae::file::to_bytes(3, &json, &d.vae).unwrap();
         let e = Detector::from_bytes(p, &bytes).unwrap_err();
         assert!(matches!(e, VaeError::Corrupt { .. }), "edit {edit}: {e}");
     }
     // Per-channel divisors in a file that calls itself version 1: refused, not mis-scored.
-    let mut meta = d.meta.clone();
+    let mut meta = no_hist.meta.clone();
     meta.format_version = 1;
-    let bytes = lara_vae::file::to_bytes(1, &serde_json::to_vec(&meta).unwrap(), &d.vae).unwrap();
+    let bytes = lara_vae::file::to_bytes(1, &serde_json::to_vec(&meta).unwrap(), &no_hist.vae).unwrap();
     let e = Detector::from_bytes(p, &bytes).unwrap_err();
     assert!(matches!(e, VaeError::Corrupt { .. }) && e.to_string().contains("version 1"), "{e}");
     // Divisors that do not fit the columns, or are not positive: refused, not mis-scored.
     for bad in [vec![1.0f32], vec![1.0, 0.0, 1.0], vec![1.0, -2.0, 1.0]] {
         let mut meta = d.meta.clone();
         meta.channel_scale = Some(bad.clone());
-        let bytes = lara_vae::file::to_bytes(2, &serde_json::to_vec(&meta).unwrap(), &d.vae).unwrap();
+        let bytes = lara_vae::file::to_bytes(3, &serde_json::to_vec(&meta).unwrap(), &d.vae).unwrap();
         let e = Detector::from_bytes(p, &bytes).unwrap_err();
         assert!(matches!(e, VaeError::Corrupt { .. }) && e.to_string().contains("divisors"), "{bad:?}: {e}");
+    }
+    // Value histograms in a file that calls itself version 2: refused, not mis-scored.
+    let mut meta = d.meta.clone();
+    meta.format_version = 2;
+    let bytes = lara_vae::file::to_bytes(2, &serde_json::to_vec(&meta).unwrap(), &d.vae).unwrap();
+    let e = Detector::from_bytes(p, &bytes).unwrap_err();
+    assert!(matches!(e, VaeError::Corrupt { .. }) && e.to_string().contains("version 2"), "{e}");
+    // Histograms of a column the model does not have, without bins, with a negative score or
+    // weight: refused.
+    for edit in 0..4 {
+        let mut meta = d.meta.clone();
+        let mm = meta.marginal.as_mut().unwrap();
+        match edit {
+            0 => mm.channels[0].column = 3,
+            1 => mm.channels[0].bin_score.clear(),
+            2 => mm.channels[0].bin_score[0] = -1.0,
+            _ => mm.lambda = -1.0,
+        }
+        let bytes = lara_vae::file::to_bytes(3, &serde_json::to_vec(&meta).unwrap(), &d.vae).unwrap();
+        let e = Detector::from_bytes(p, &bytes).unwrap_err();
+        assert!(matches!(e, VaeError::Corrupt { .. }) && e.to_string().contains("histogram"), "edit {edit}: {e}");
     }
     // Missing file.
     assert!(matches!(Detector::load(&dir.join("nope.lara")), Err(VaeError::Io { .. })));
@@ -204,6 +233,60 @@ fn every_row_scored_and_anomaly_separated() {
     assert_eq!(d.detect(&empty, None).unwrap().score.len(), 0);
 }
 
+/// Area under the ROC curve of `score` for rows `[a, b)` against the others (ties count ½).
+fn auc(score: &[f64], a: usize, b: usize) -> f64 {
+    let (inside, outside): (Vec<(usize, f64)>, Vec<(usize, f64)>) =
+        score.iter().copied().enumerate().partition(|(t, _)| (a..b).contains(t));
+    let mut wins = 0.0;
+    for (_, x) in &inside {
+        for (_, y) in &outside {
+            wins += if x > y {
+                1.0
+            } else if x == y {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    wins / (inside.len() * outside.len()) as f64
+}
+
+/// Trained on every row (TSB-AD's protocol for IForest / PCA), the VAE also learns a long
+/// stretch of one channel at an unusual level; the value histograms still find it rare.
+#[test]
+fn value_histograms_rank_a_long_unusual_stretch_learned_in_training() {
+    let (a, b) = (700, 900);
+    let s = synth(1000, 0, Some((a, b - a)));
+    let with = fit(&s);
+    let without = Detector::fit(&s, &FitOptions { marginal_bins: None, ..opts() }, &mut |_| {}).unwrap();
+    assert!(with.meta.marginal.as_ref().is_some_and(|m| m.channels.len() == 3 && m.lambda > 0.0));
+    assert!(without.meta.marginal.is_none());
+    let (auc_with, auc_without) =
+        (auc(&with.detect(&s, None).unwrap().score, a, b), auc(&without.detect(&s, None).unwrap().score, a, b));
+    eprintln!("AUC-ROC of the stretch: {auc_with:.3} with histograms, {auc_without:.3} without");
+    assert!(auc_with > auc_without, "{auc_with} vs {auc_without}");
+    // The shifted channel's values are rarer inside the stretch than outside it.
+    let h1 = with.meta.marginal.as_ref().unwrap().channels.iter().find(|h| h.column == 1).unwrap().clone();
+    let x = with.scale(&s).unwrap();
+    let mean = |rows: &mut dyn Iterator<Item = usize>| {
+        let v: Vec<f32> = rows.map(|t| h1.score(x[t * 3 + 1])).collect();
+        v.iter().sum::<f32>() / v.len() as f32
+    };
+    let (inside, outside) = (mean(&mut (a..b)), mean(&mut (0..a).chain(b..1000)));
+    assert!(inside > outside, "{inside} vs {outside}");
+    // One column: the VAE alone (file-level cross-validation, crate docs).
+    let one = Series { values: s.values.chunks(3).map(|r| r[1]).collect(), columns: vec!["b".into()], ..s.clone() };
+    assert!(fit(&one).meta.marginal.is_none());
+    // Binary and constant columns get no histogram.
+    let flags = Series {
+        values: (0..1000).flat_map(|t| [(t % 13 == 0) as u8 as f32, 1.0]).collect(),
+        columns: vec!["flag".into(), "constant".into()],
+        ..s.clone()
+    };
+    assert!(fit(&flags).meta.marginal.is_none());
+}
+
 #[test]
 fn training_prefix_too_short_is_an_error() {
     let s = synth(100, 10, None);
@@ -224,12 +307,19 @@ mod adaptation {
         v.iter().sum::<f64>() / v.len() as f64
     }
 
-    /// The identity adapter reproduces the frozen model's scores exactly.
+    /// The identity adapter reproduces the frozen VAE's scores exactly. An adapted model does
+    /// not add the value histograms (they describe the pattern before the change), so the
+    /// reference is the base model without them.
     #[test]
     fn identity_adapter_keeps_scores() {
         let det = detector();
         let data = series(400, 0, 0.0, 1.0, 9);
-        let base = det.detect(&data, None).unwrap();
+        assert!(det.meta.marginal.is_some());
+        let with_hist = det.detect(&data, None).unwrap();
+        let mut vae_only = det.clone();
+        vae_only.meta.marginal = None;
+        let base = vae_only.detect(&data, None).unwrap();
+        assert_ne!(with_hist.score, base.score);
         let mut ident = det.clone();
         let m = 2;
         let latent = det.vae.latent();
