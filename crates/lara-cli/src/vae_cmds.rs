@@ -282,6 +282,16 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         "threshold {:.4} ({} on {} training scores, risk {})",
         det.meta.threshold.value, det.meta.threshold.method, det.meta.threshold.n_scores, det.meta.threshold.risk
     );
+    if let Some(m) = &det.meta.marginal {
+        let names: Vec<&str> = m.channels.iter().map(|h| det.meta.columns[h.column].as_str()).collect();
+        println!(
+            "value histograms ({} bins) beside the VAE on {} of {} columns: {}",
+            m.channels.first().map_or(0, |h| h.bin_score.len()),
+            names.len(),
+            det.meta.columns.len(),
+            names.join(", ")
+        );
+    }
     println!("model written to {} ({:.1} KiB)", args.model.display(), size as f64 / 1024.0);
     Ok(())
 }

@@ -318,6 +318,52 @@ fn train_then_detect_end_to_end() {
     assert!(err.contains("value"), "{err}");
 }
 
+/// On a file with several columns `lara train` adds value histograms of the continuous ones
+/// (the telemetry channel; not the binary command flags) and says so; `--marginal-bins 0`
+/// leaves the VAE alone; an absurd bin count is refused.
+#[test]
+fn train_adds_value_histograms_on_multivariate_data() {
+    let dir = tmp_dir("marginal");
+    let data = shared().join("data/tsbad/042_MSL_id_1_Sensor_tr_2158_1st_2708.csv");
+    let train = |model: &Path, extra: &[&str]| {
+        let mut args =
+            vec!["train", "--data", data.to_str().unwrap(), "--model", model.to_str().unwrap(), "--max-steps", "30"];
+        args.extend_from_slice(extra);
+        lara(&args)
+    };
+    let with = dir.join("with.lara");
+    let out = train(&with, &[]);
+    assert!(out.status.success(), "train: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("value histograms (50 bins) beside the VAE on 1 of 55 columns: telemetry"), "{text}");
+    let without = dir.join("without.lara");
+    let out = train(&without, &["--marginal-bins", "0"]);
+    assert!(out.status.success(), "train: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("value histograms"));
+    // Both score every row; the scores differ.
+    let mut scores = Vec::new();
+    for m in [&with, &without] {
+        let csv = dir.join("s.csv");
+        let out = lara(&[
+            "detect",
+            "--model",
+            m.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            csv.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "detect: {}", String::from_utf8_lossy(&out.stderr));
+        scores.push(std::fs::read_to_string(&csv).unwrap());
+    }
+    assert_eq!(scores[0].lines().count(), scores[1].lines().count());
+    assert_ne!(scores[0], scores[1]);
+    let out = train(&dir.join("x.lara"), &["--marginal-bins", "1000000"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("marginal_bins must be at most"));
+    assert!(!dir.join("x.lara").exists());
+}
+
 /// `lara adapt` on the first rows of another entity: a new model file that records its
 /// parent and that `lara detect` reads unchanged; zero rows and foreign columns are errors.
 #[test]

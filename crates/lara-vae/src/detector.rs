@@ -30,6 +30,9 @@ pub const DEFAULT_CHANNEL_FLOOR: f32 = 1.0;
 /// Default [`FitOptions::marginal_bins`], chosen with file-level cross-validation (crate docs).
 pub const DEFAULT_MARGINAL_BINS: usize = 50;
 
+/// Most bins a value histogram may have (each costs 4 bytes in the model file).
+pub const MAX_MARGINAL_BINS: usize = 100_000;
+
 /// Default margin of the threshold over the training scores (crate docs).
 pub const DEFAULT_THRESHOLD_MARGIN: f64 = 0.25;
 
@@ -254,6 +257,12 @@ impl Detector {
         }
         if !(opts.marginal_weight >= 0.0 && opts.marginal_weight.is_finite()) {
             return Err(VaeError::Invalid(format!("marginal_weight must be ≥ 0 (got {})", opts.marginal_weight)));
+        }
+        if opts.marginal_bins.is_some_and(|b| b > MAX_MARGINAL_BINS) {
+            return Err(VaeError::Invalid(format!(
+                "marginal_bins must be at most {MAX_MARGINAL_BINS} (got {})",
+                opts.marginal_bins.unwrap_or(0)
+            )));
         }
         if let Some(q) = opts.channel_quantile {
             if !((0.0..=1.0).contains(&q) && opts.channel_floor > 0.0 && opts.channel_floor.is_finite()) {
