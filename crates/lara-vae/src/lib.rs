@@ -222,6 +222,14 @@
 //!   the new pattern they would flag every row) and scores with the VAE through its adapter;
 //!   its threshold transfer starts from the VAE's own threshold, stored with the histograms.
 //!   The online (causal) scores do not use them.
+//! * Cost in alarms (prefix protocol, label-free threshold): SMAP's unlabelled alarm rate
+//!   5.7 % → 22.5 %, MSL's 20.4 → 25.1 % (BENCHMARKS.md). Five SMAP files (002–005, 041) now
+//!   alarm on every unlabelled test row: their telemetry stays inside the training range but
+//!   in values the training rows rarely took (005: 11 distinct training values; its normal
+//!   test rows lie in [−0.36, −0.08]). Scoring each training value with its own count left
+//!   out of its bin (so the threshold sees how rare an unseen value is) changed nothing on
+//!   half A (alarm rates equal, VUS-PR within 0.001): the alarms come from a whole test part
+//!   sitting in rare bins, a shift of the normal pattern. Not kept.
 //!
 //! **Threshold margin** (`FitOptions::threshold_margin`, α = 0.25): the POT threshold is
 //! raised to at least `max + α (max − median)` of the training scores. Chosen on half A
