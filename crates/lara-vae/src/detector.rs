@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::file::{self, FORMAT_VERSION};
 use crate::marginal::{self as marginal_score, MarginalModel};
-use crate::score::{score_rows, ScoreKind, StepScores};
+use crate::score::{quantile, score_rows, ScoreKind, StepScores};
 use crate::train::{train_vae, train_vae_from, Progress, TrainConfig, TrainReport};
 use crate::vae::{Vae, VaeConfig};
 use crate::VaeError;
@@ -244,6 +244,15 @@ pub fn raise_to_training_margin(info: &mut ThresholdInfo, train_scores: &[f64], 
     }
 }
 
+/// The model's label-free threshold from training scores: POT at `opts.risk` /
+/// `opts.init_level` ([`fit_threshold`]), raised by the margin `opts.threshold_margin`
+/// ([`raise_to_training_margin`]).
+pub fn label_free_threshold(train_scores: &[f64], opts: &FitOptions) -> Result<ThresholdInfo, VaeError> {
+    let mut t = fit_threshold(train_scores, opts.risk, opts.init_level)?;
+    raise_to_training_margin(&mut t, train_scores, opts.threshold_margin);
+    Ok(t)
+}
+
 impl Detector {
     /// Fits scaler, VAE and threshold on the training prefix `[0, series.train_end)`.
     pub fn fit(series: &Series, opts: &FitOptions, progress: &mut dyn FnMut(Progress)) -> Result<Self, VaeError> {
@@ -285,12 +294,10 @@ impl Detector {
             crate::score::normalise_channels(&mut tr, cs);
         }
         crate::score::smooth(&mut tr, opts.effective_smooth());
-        let mut threshold = fit_threshold(&tr.score, opts.risk, opts.init_level)?;
-        raise_to_training_margin(&mut threshold, &tr.score, opts.threshold_margin);
+        let mut threshold = label_free_threshold(&tr.score, opts)?;
         let marginal = fit_marginal(&mut tr, &scaled, opts, threshold.value);
         if marginal.is_some() {
-            threshold = fit_threshold(&tr.score, opts.risk, opts.init_level)?;
-            raise_to_training_margin(&mut threshold, &tr.score, opts.threshold_margin);
+            threshold = label_free_threshold(&tr.score, opts)?;
         }
         let meta = ModelMeta {
             // Older readers score older kinds of models correctly (`file::FORMAT_VERSION`).
@@ -335,9 +342,7 @@ impl Detector {
         out.meta.marginal = None;
         out.meta.report = report;
         let steps = out.score_scaled(&scaled, new.n_rows, self.meta.options.effective_stride())?;
-        let o = &self.meta.options;
-        out.meta.threshold = fit_threshold(&steps.score, o.risk, o.init_level)?;
-        raise_to_training_margin(&mut out.meta.threshold, &steps.score, o.threshold_margin);
+        out.meta.threshold = label_free_threshold(&steps.score, &self.meta.options)?;
         Ok(out)
     }
 
@@ -493,8 +498,8 @@ fn fit_marginal(tr: &mut StepScores, scaled: &[f32], opts: &FitOptions, vae_thre
     let mut hist = StepScores { score: vec![0.0; n], contrib: vec![0.0; n * m], n_cols: m };
     marginal_score::add_to(&mut hist, &channels, 1.0, scaled);
     crate::score::smooth(&mut hist, opts.effective_smooth());
-    let q_vae = marginal_score::quantile(&tr.score, marginal_score::MARGINAL_QUANTILE) as f64;
-    let q_hist = marginal_score::quantile(&hist.score, marginal_score::MARGINAL_QUANTILE) as f64;
+    let q_vae = quantile(&tr.score, marginal_score::MARGINAL_QUANTILE) as f64;
+    let q_hist = quantile(&hist.score, marginal_score::MARGINAL_QUANTILE) as f64;
     if !(q_vae > 0.0 && q_hist > 0.0) {
         return None;
     }

@@ -3,7 +3,8 @@
 //! A histogram-based outlier score (HBOS, Goldstein & Dengel 2012) per channel, fitted on the
 //! training rows: `bins` equal-width bins over the channel's training range `[lo, hi]`, bin
 //! probability `p_b = (n_b + ½) / (N + ½·bins)`, and a value's score `s = −ln p_b` of its bin
-//! (`ln(N + 1)` outside the range: rarer than any bin). Each channel's score is divided by
+//! (`ln(N + 1)` outside the range: rarer than any bin that holds a training value, about as
+//! rare as an empty one). Each channel's score is divided by
 //! its own 0.99-quantile on the training rows (at least 1), as the VAE's contributions are
 //! (`FitOptions::channel_quantile`).
 //!
@@ -20,6 +21,8 @@
 //! two opinions count equally at their training 0.99-quantiles.
 
 use serde::{Deserialize, Serialize};
+
+use crate::score::quantile;
 
 /// The quantile that scales each channel's histogram score and each opinion (see module docs).
 pub const MARGINAL_QUANTILE: f64 = 0.99;
@@ -125,17 +128,6 @@ pub fn add_to(steps: &mut crate::score::StepScores, channels: &[ChannelHistogram
     }
 }
 
-/// The nearest-rank `q`-quantile (index `round(q·(n−1))` of the sorted finite values; 0 when
-/// there are none).
-pub fn quantile<T: Copy + Into<f64>>(v: &[T], q: f64) -> f32 {
-    let mut f: Vec<f64> = v.iter().map(|&x| x.into()).filter(|x| x.is_finite()).collect();
-    if f.is_empty() {
-        return 0.0;
-    }
-    f.sort_by(f64::total_cmp);
-    f[((f.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize] as f32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,13 +180,5 @@ mod tests {
         assert!((steps.score[1] - (1.0 + 2.0 * h0.outside as f64)).abs() < 1e-6);
         assert_eq!(steps.contrib[1], 0.5);
         assert_eq!(steps.contrib[2], 0.5 + 2.0 * h0.outside);
-    }
-
-    #[test]
-    fn quantile_is_nearest_rank_over_finite_values() {
-        let v = [3.0f64, f64::NAN, 1.0, 2.0, 4.0, 5.0];
-        assert_eq!(quantile(&v, 0.5), 3.0);
-        assert_eq!(quantile(&v, 1.0), 5.0);
-        assert_eq!(quantile::<f64>(&[], 0.5), 0.0);
     }
 }

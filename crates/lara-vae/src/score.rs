@@ -145,15 +145,21 @@ pub fn channel_scale(steps: &StepScores, q: f64, floor: f32) -> Vec<f32> {
     (0..m)
         .map(|k| {
             col.clear();
-            col.extend((0..n).map(|t| steps.contrib[t * m + k]).filter(|v| v.is_finite()));
-            if col.is_empty() {
-                return floor;
-            }
-            col.sort_by(f32::total_cmp);
-            let i = ((col.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-            col[i].max(floor)
+            col.extend((0..n).map(|t| steps.contrib[t * m + k]));
+            quantile(&col, q).max(floor)
         })
         .collect()
+}
+
+/// The nearest-rank `q`-quantile: index `round(q·(n−1))` of the sorted finite values of `v`
+/// (0 when there are none).
+pub fn quantile<T: Copy + Into<f64>>(v: &[T], q: f64) -> f32 {
+    let mut f: Vec<f64> = v.iter().map(|&x| x.into()).filter(|x| x.is_finite()).collect();
+    if f.is_empty() {
+        return 0.0;
+    }
+    f.sort_by(f64::total_cmp);
+    f[((f.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize] as f32
 }
 
 /// Divides each channel's contributions by `scale[k]`; a row's score becomes the sum of its
@@ -357,5 +363,13 @@ mod tests {
         assert_eq!(s.top_dims(0, 3), vec![1, 3, 2]);
         assert_eq!(s.top_dims(0, 10), vec![1, 3, 2, 0, 4]);
         assert_eq!(s.top_dims(0, 0), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn quantile_is_nearest_rank_over_finite_values() {
+        let v = [3.0f64, f64::NAN, 1.0, 2.0, 4.0, 5.0];
+        assert_eq!(quantile(&v, 0.5), 3.0);
+        assert_eq!(quantile(&v, 1.0), 5.0);
+        assert_eq!(quantile::<f64>(&[], 0.5), 0.0);
     }
 }
